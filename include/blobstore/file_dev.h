@@ -1,0 +1,80 @@
+/*
+ * File and block-device backends.
+ *
+ * bs_file_dev_open() opens a regular file or a raw block device with
+ * O_DIRECT (no page cache) and serves IO through io_uring: one ring per
+ * channel, reaped by a poller on the channel's thread; a full submission
+ * queue is back-pressure (IO waits in a queue, it is never refused); short
+ * reads and writes are resubmitted; flush is IORING_OP_FSYNC (datasync);
+ * write_zeroes is fallocate(ZERO_RANGE); unmap is fallocate(PUNCH_HOLE) on a
+ * file and BLKDISCARD on a block device.
+ *
+ * Where io_uring cannot be set up (ENOSYS, EPERM: some containers forbid it)
+ * the same device is served by a plain pread/pwrite backend, with one log
+ * line saying so. It can be forced with BS_FILE_BACKEND_PSYNC or with the
+ * environment variable BLOBSTORE_IO=psync (BLOBSTORE_IO=uring forbids the
+ * fallback).
+ */
+#ifndef BLOBSTORE_FILE_DEV_H
+#define BLOBSTORE_FILE_DEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <blobstore/dev.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum bs_file_backend {
+	BS_FILE_BACKEND_AUTO = 0,	/* io_uring, else pread/pwrite */
+	BS_FILE_BACKEND_URING = 1,	/* io_uring or fail */
+	BS_FILE_BACKEND_PSYNC = 2,	/* pread/pwrite */
+};
+
+struct bs_file_dev_opts {
+	size_t opts_size;		/* sizeof(struct bs_file_dev_opts) */
+	/* Logical block size: 0 = the device's (block device) or 4096 (file).
+	 * Must be a power of two from 512 to 65536, and at least the O_DIRECT
+	 * alignment the file system or device requires. */
+	uint32_t block_len;
+	uint32_t queue_depth;		/* per channel, default 128, max 4096 */
+	/* Create the file (or extend a shorter one) to this many bytes.
+	 * 0 = open an existing file or device as it is. */
+	uint64_t create_size;
+	/* Refuse devices smaller than this many bytes (default: one block). */
+	uint64_t min_size;
+	enum bs_file_backend backend;
+	bool read_only;
+};
+
+/** Fill @p opts with defaults. */
+void bs_file_dev_opts_init(struct bs_file_dev_opts *opts);
+
+/**
+ * Open @p path as a device. Synchronous.
+ * @return 0 and *@p out, or with one log line: -ENOENT (missing), -EISDIR
+ *         (a directory), -ENODEV (neither file nor block device), -EINVAL
+ *         (unsupported block size, size not a multiple of it, bad options),
+ *         -ENOSPC (smaller than min_size), -ENOSYS/-EPERM (io_uring forced
+ *         but unavailable), or another -errno from open/ioctl.
+ */
+int bs_file_dev_open(const char *path, const struct bs_file_dev_opts *opts,
+		     struct bs_dev **out);
+
+/** Which backend serves @p dev ("io_uring" or "psync"); NULL if not a file dev. */
+const char *bs_file_dev_backend(const struct bs_dev *dev);
+
+/**
+ * Zeroes device: @p block_count blocks that read as zeros; writes,
+ * write_zeroes and unmap are refused with -EROFS; flush succeeds.
+ * @return 0, -EINVAL, -ENOMEM.
+ */
+int bs_zeroes_dev_create(uint32_t block_len, uint64_t block_count, struct bs_dev **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BLOBSTORE_FILE_DEV_H */

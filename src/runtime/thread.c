@@ -1,0 +1,329 @@
+/*
+ * Lightweight threads: an event loop owned by one pthread at a time.
+ *
+ * One iteration (bs_thread_poll) runs, in this order:
+ *   1. up to a batch of cross-thread messages (FIFO per sender);
+ *   2. the deferred-work list as it stood when the step began (work deferred
+ *      while it runs waits for the next iteration, so nothing starves);
+ *   3. every due poller.
+ * Then the exit condition is checked (see bs_thread_exit()).
+ *
+ * A reactor (bs_thread_start) spins while there is work or a hold, and after
+ * a short idle spin sleeps on the thread's eventfd until a message arrives
+ * or the next timed poller is due. Senders write the eventfd only when the
+ * reactor has announced that it is going to sleep, so the message path makes
+ * no system call while the reactor is busy.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/runtime_int.h"
+#include "util/assert_int.h"
+#include "util/log_int.h"
+
+#define RT_DEFAULT_MSG_BATCH 64
+#define RT_IDLE_SPINS 256
+#define RT_MAX_SLEEP_NS (100ull * 1000 * 1000)
+
+static __thread struct bs_thread *tls_current;
+
+uint64_t rt_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void rt_set_current(struct bs_thread *t)
+{
+	tls_current = t;
+}
+
+struct bs_thread *bs_thread_get_current(void)
+{
+	return tls_current;
+}
+
+const char *bs_thread_get_name(const struct bs_thread *t)
+{
+	return t->name;
+}
+
+struct bs_thread *bs_thread_create(const char *name)
+{
+	struct bs_thread *t = calloc(1, sizeof(*t));
+
+	if (t == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	snprintf(t->name, sizeof(t->name), "%s", name ? name : "thread");
+	t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (t->efd < 0) {
+		int err = errno;
+
+		LOG_ERR("thread %s: eventfd: %s", t->name, strerror(err));
+		free(t);
+		errno = err;
+		return NULL;
+	}
+	rt_mpsc_init(&t->msgs);
+	t->defer_tail = &t->defer_head;
+	TAILQ_INIT(&t->pollers);
+	TAILQ_INIT(&t->channels);
+	pthread_mutex_lock(&g_rt_lock);
+	TAILQ_INSERT_TAIL(&g_threads, t, global_link);
+	pthread_mutex_unlock(&g_rt_lock);
+	return t;
+}
+
+/* Wake a reactor that is asleep (or about to sleep) on its eventfd. */
+static void thread_kick(struct bs_thread *t)
+{
+	uint64_t one = 1;
+
+	if (atomic_load_explicit(&t->sleeping, memory_order_seq_cst) == 0)
+		return;
+	if (write(t->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		LOG_WARN("thread %s: eventfd write: %s", t->name, strerror(errno));
+}
+
+int bs_thread_send_msg(struct bs_thread *t, bs_msg_fn fn, void *ctx)
+{
+	struct rt_msg *m;
+
+	assert(t != NULL && fn != NULL);
+	if (atomic_load_explicit(&t->exited, memory_order_acquire))
+		return -ESHUTDOWN;
+	m = malloc(sizeof(*m));
+	if (m == NULL)
+		return -ENOMEM;
+	m->fn = fn;
+	m->ctx = ctx;
+	rt_mpsc_push(&t->msgs, m);
+	thread_kick(t);
+	return 0;
+}
+
+void bs_thread_defer(struct bs_defer *node, bs_msg_fn fn, void *ctx)
+{
+	struct bs_thread *t = tls_current;
+
+	assert(t != NULL);
+	node->next = NULL;
+	node->fn = fn;
+	node->ctx = ctx;
+	*t->defer_tail = node;
+	t->defer_tail = &node->next;
+}
+
+void bs_thread_hold(void)
+{
+	assert(tls_current != NULL);
+	tls_current->holds++;
+}
+
+void bs_thread_release(void)
+{
+	assert(tls_current != NULL && tls_current->holds > 0);
+	tls_current->holds--;
+}
+
+/* Step 1: run up to @max queued messages. */
+static int thread_run_msgs(struct bs_thread *t, uint32_t max)
+{
+	int n = 0;
+
+	while ((uint32_t)n < max) {
+		struct rt_msg *m = rt_mpsc_pop(&t->msgs);
+
+		if (m == NULL)
+			break;
+		m->fn(m->ctx);
+		free(m);
+		n++;
+	}
+	return n;
+}
+
+/* Step 2: run the deferred list as it stood on entry. */
+static int thread_run_deferred(struct bs_thread *t)
+{
+	struct bs_defer *node = t->defer_head;
+	int n = 0;
+
+	t->defer_head = NULL;
+	t->defer_tail = &t->defer_head;
+	while (node != NULL) {
+		struct bs_defer *next = node->next;
+
+		node->fn(node->ctx);
+		node = next;
+		n++;
+	}
+	return n;
+}
+
+/* The exit condition: nothing left that could still call back. */
+static void thread_check_exited(struct bs_thread *t)
+{
+	if (!atomic_load_explicit(&t->exit_requested, memory_order_acquire))
+		return;
+	if (t->nchannels != 0 || t->npollers != 0 || t->defer_head != NULL)
+		return;
+	if (rt_mpsc_maybe_nonempty(&t->msgs))
+		return;
+	atomic_store_explicit(&t->exited, true, memory_order_release);
+}
+
+/* One iteration on the calling pthread; the caller has claimed `polling`. */
+static int thread_poll_once(struct bs_thread *t, uint32_t max_msgs)
+{
+	struct bs_thread *prev = tls_current;
+	int work;
+
+	tls_current = t;
+	work = thread_run_msgs(t, max_msgs ? max_msgs : RT_DEFAULT_MSG_BATCH);
+	work += thread_run_deferred(t);
+	work += rt_run_pollers(t, rt_now_ns());
+	thread_check_exited(t);
+	tls_current = prev;
+	return work;
+}
+
+int bs_thread_poll(struct bs_thread *t, uint32_t max_msgs)
+{
+	bool expected = false;
+	int work;
+
+	if (t->started)
+		return -EBUSY;
+	if (!atomic_compare_exchange_strong(&t->polling, &expected, true))
+		return -EBUSY;
+	work = thread_poll_once(t, max_msgs);
+	atomic_store_explicit(&t->polling, false, memory_order_release);
+	return work;
+}
+
+/*
+ * Sleep until a message arrives or the next timed poller is due. The
+ * `sleeping` flag is raised before the final emptiness check, and senders
+ * read it after publishing their message, so either we see the message or
+ * they see the flag and write the eventfd.
+ */
+static void reactor_sleep(struct bs_thread *t)
+{
+	uint64_t now = rt_now_ns();
+	bool busy = false;
+	uint64_t wait_ns = rt_next_timer_ns(t, now, &busy);
+	struct pollfd pfd = { .fd = t->efd, .events = POLLIN };
+	struct timespec ts;
+	uint64_t drain;
+
+	if (wait_ns > RT_MAX_SLEEP_NS)
+		wait_ns = RT_MAX_SLEEP_NS;
+	atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst);
+	if (!rt_mpsc_maybe_nonempty(&t->msgs) && t->defer_head == NULL &&
+	    !atomic_load(&t->exit_requested) && wait_ns > 0) {
+		ts.tv_sec = (time_t)(wait_ns / 1000000000ull);
+		ts.tv_nsec = (long)(wait_ns % 1000000000ull);
+		(void)ppoll(&pfd, 1, &ts, NULL);
+	}
+	atomic_store_explicit(&t->sleeping, 0, memory_order_seq_cst);
+	while (read(t->efd, &drain, sizeof(drain)) > 0)
+		;
+}
+
+static void *reactor_main(void *arg)
+{
+	struct bs_thread *t = arg;
+	unsigned idle = 0;
+
+	while (!atomic_load_explicit(&t->exited, memory_order_acquire)) {
+		int work = thread_poll_once(t, 0);
+
+		if (work > 0 || t->holds > 0) {
+			idle = 0;
+			continue;
+		}
+		if (++idle < RT_IDLE_SPINS)
+			continue;
+		reactor_sleep(t);
+		idle = 0;
+	}
+	return NULL;
+}
+
+int bs_thread_start(struct bs_thread *t)
+{
+	bool expected = false;
+	int rc;
+
+	if (t->started || !atomic_compare_exchange_strong(&t->polling, &expected, true))
+		return -EBUSY;
+	t->started = true;
+	rc = pthread_create(&t->pthread, NULL, reactor_main, t);
+	if (rc != 0) {
+		t->started = false;
+		atomic_store(&t->polling, false);
+		LOG_ERR("thread %s: pthread_create: %s", t->name, strerror(rc));
+		return -rc;
+	}
+	return 0;
+}
+
+void bs_thread_exit(struct bs_thread *t)
+{
+	atomic_store_explicit(&t->exit_requested, true, memory_order_release);
+	/* Make sure a sleeping reactor re-evaluates the exit condition. */
+	atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst);
+	thread_kick(t);
+}
+
+bool bs_thread_is_exited(struct bs_thread *t)
+{
+	return atomic_load_explicit(&t->exited, memory_order_acquire);
+}
+
+/* Free messages that arrived after the thread exited (they cannot run). */
+static void thread_drop_late_msgs(struct bs_thread *t)
+{
+	struct rt_msg *m;
+	unsigned n = 0;
+
+	while ((m = rt_mpsc_pop(&t->msgs)) != NULL) {
+		free(m);
+		n++;
+	}
+	if (n > 0)
+		LOG_WARN("thread %s: dropped %u messages sent after exit", t->name, n);
+}
+
+int bs_thread_destroy(struct bs_thread *t)
+{
+	if (t == NULL)
+		return 0;
+	if (!atomic_load(&t->exit_requested))
+		return -EBUSY;
+	if (t->started) {
+		pthread_join(t->pthread, NULL);
+		t->started = false;
+	} else if (!bs_thread_is_exited(t)) {
+		return -EBUSY;
+	}
+	rt_sweep_pollers(t);
+	thread_drop_late_msgs(t);
+	pthread_mutex_lock(&g_rt_lock);
+	TAILQ_REMOVE(&g_threads, t, global_link);
+	pthread_mutex_unlock(&g_rt_lock);
+	close(t->efd);
+	free(t);
+	return 0;
+}

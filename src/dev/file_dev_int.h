@@ -1,0 +1,104 @@
+/*
+ * Internal interface shared by the file/block-device backends:
+ *  - file_dev.c   opens the path, probes the geometry, picks a backend and
+ *                 owns the device object (struct filedev);
+ *  - uring_dev.c  io_uring backend (one ring and one poller per channel);
+ *  - psync_dev.c  synchronous preadv/pwritev fallback.
+ *
+ * Both backends share the device object, its destroy function, the iovec
+ * cursor used to resume a short transfer and the synchronous BLKDISCARD.
+ */
+#ifndef BS_DEV_FILE_DEV_INT_H
+#define BS_DEV_FILE_DEV_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <blobstore/dev.h>
+#include <blobstore/file_dev.h>
+
+#include "util/assert_int.h"
+
+/* Longest single read/write handed to the kernel by default (a multiple of
+ * every block size); longer transfers continue like short ones. */
+#define FILEDEV_MAX_XFER (1u << 30)
+
+/* A file or block device opened by bs_file_dev_open(). */
+struct filedev {
+	struct bs_dev dev;		/* first: the generic layer's handle */
+	int fd;
+	bool is_bdev;
+	uint32_t queue_depth;		/* per channel */
+	/* Longest single transfer, FILEDEV_MAX_XFER. A multiple of block_len;
+	 * unit tests lower it to drive every IO through the resume path. */
+	uint32_t max_xfer;
+};
+
+static inline struct filedev *filedev_from_dev(struct bs_dev *dev)
+{
+	return BS_CONTAINER_OF(dev, struct filedev, dev);
+}
+
+/* Byte offset of @p io's first block. */
+static inline uint64_t filedev_io_offset(const struct bs_dev_io *io)
+{
+	return io->lba * io->dev->block_len;
+}
+
+/* Total bytes @p io moves. */
+static inline uint64_t filedev_io_bytes(const struct bs_dev_io *io)
+{
+	return io->lba_count * io->dev->block_len;
+}
+
+/* True for the four data kinds (read, write and their vectored forms). */
+static inline bool filedev_io_is_data(const struct bs_dev_io *io)
+{
+	return io->type <= BS_IO_WRITEV;
+}
+
+/* True if @p io reads (the kernel fills its buffers). */
+static inline bool filedev_io_is_read(const struct bs_dev_io *io)
+{
+	return io->type == BS_IO_READ || io->type == BS_IO_READV;
+}
+
+/*
+ * True if @p io's next step is its whole iovec array in one call: it has not
+ * started and is not longer than one transfer.
+ */
+static inline bool filedev_io_whole(const struct bs_dev_io *io)
+{
+	const struct filedev *fdev = BS_CONTAINER_OF(io->dev, struct filedev, dev);
+
+	return io->done == 0 && filedev_io_bytes(io) <= fdev->max_xfer;
+}
+
+/*
+ * The part of @p io's buffers that starts @p done bytes in: its address and
+ * length within one iovec segment, capped at the device's max_xfer. Used to
+ * resume a short transfer without touching the caller's iovec array.
+ */
+void filedev_iov_cursor(const struct bs_dev_io *io, uint64_t done,
+			void **base, uint32_t *len);
+
+/* BLKDISCARD bytes [off, off + len) of a block device, synchronously.
+ * Returns 0 or -errno; a device without discard support counts as done. */
+int filedev_discard(struct filedev *fdev, uint64_t off, uint64_t len);
+
+/* ops->destroy of both backends: close the descriptor, free the device. */
+void filedev_destroy(struct bs_dev *dev);
+
+/* io_uring backend (uring_dev.c). */
+extern const struct bs_dev_ops uringdev_ops;
+uint32_t uringdev_channel_ctx_size(void);
+/* Can this process set up a ring of @p entries with the opcodes we need?
+ * 0 or -errno (-ENOSYS/-EPERM/-EACCES: io_uring unavailable here). */
+int uringdev_probe(uint32_t entries);
+
+/* pread/pwrite backend (psync_dev.c). */
+extern const struct bs_dev_ops psyncdev_ops;
+uint32_t psyncdev_channel_ctx_size(void);
+
+#endif /* BS_DEV_FILE_DEV_INT_H */

@@ -1,0 +1,425 @@
+/*
+ * io_uring backend of the file/block-device device.
+ *
+ * Each channel owns one ring of queue_depth entries and one busy poller on
+ * the channel's thread. The submit entry points only prepare SQEs (the
+ * struct bs_dev_io pointer goes in user_data); the poller, once per
+ * iteration,
+ *
+ *   1. reaps every completion (io_uring_peek_batch_cqe, then one
+ *      io_uring_cq_advance before any callback runs),
+ *   2. moves IO that waited for a free slot into the ring,
+ *   3. submits everything prepared with a single io_uring_submit(),
+ *
+ * so a burst of IO submitted by callbacks or by the application costs one
+ * system call.
+ *
+ * Back-pressure: at most queue_depth IOs are in the ring (prepared or in
+ * the kernel). Further IO, or IO that finds no free SQE, waits in a FIFO on
+ * the channel (linked through io->next) and is never refused. While the
+ * ring or the wait list is non-empty the channel holds its thread awake
+ * (one bs_thread_hold() per channel, not per IO), since completions arrive
+ * without any wake-up the reactor could sleep on.
+ *
+ * Short transfers are resumed from io->done: a single-buffer IO continues
+ * in its buffer; a vectored one continues one iovec segment at a time
+ * (filedev_iov_cursor), so the caller's iovec array is never modified and
+ * nothing is allocated. -EAGAIN and -EINTR are resubmitted; a read that
+ * returns 0 before it is done (the file shrank) fails with -EIO.
+ *
+ * flush is IORING_OP_FSYNC (datasync), write_zeroes is fallocate
+ * ZERO_RANGE, unmap is fallocate PUNCH_HOLE on a file and BLKDISCARD on a
+ * block device (see uringdev_unmap() for why that one is synchronous).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <string.h>
+
+#include "dev/file_dev_int.h"
+#include "util/log_int.h"
+
+/* CQEs taken from the ring per peek. */
+#define URINGDEV_REAP_BATCH	32
+/* Consecutive -EAGAIN/-EINTR results before an IO gives up with the error. */
+#define URINGDEV_MAX_RETRIES	1000
+
+struct uringdev_channel {
+	struct io_uring ring;
+	struct filedev *fdev;
+	struct bs_poller *poller;
+	struct bs_dev_io *wait_head;	/* FIFO of IO waiting for a slot */
+	struct bs_dev_io *wait_tail;
+	uint32_t inflight;		/* SQEs prepared and not yet reaped */
+	uint32_t depth;			/* limit on inflight */
+	bool held;			/* this channel holds its thread awake */
+	bool submit_err_logged;
+};
+
+/* io->dev_priv[0]: consecutive retries of the current step. */
+#define URINGDEV_RETRIES(io) ((io)->dev_priv[0])
+
+uint32_t uringdev_channel_ctx_size(void)
+{
+	return sizeof(struct uringdev_channel);
+}
+
+/*
+ * Set up a plain ring. The optional setup flags are deliberately not used,
+ * because a polled bs_thread may be driven by different pthreads over its
+ * life (one at a time), while both flags tie the ring to one pthread:
+ * SINGLE_ISSUER refuses submissions from any other, and COOP_TASKRUN posts
+ * a completion only when the pthread that submitted the IO next enters the
+ * kernel, so if that pthread has moved on to busy user-space work, the
+ * thread's new driver waits for the submitter's next timer tick. Without
+ * them the kernel interrupts or wakes the submitter to post completions.
+ * (Measured on the development VM, COOP_TASKRUN made no clear difference.)
+ */
+static int uringdev_ring_init(struct io_uring *ring, uint32_t entries)
+{
+	return io_uring_queue_init(entries, ring, 0);
+}
+
+int uringdev_probe(uint32_t entries)
+{
+	static const int needed[] = {
+		IORING_OP_READ, IORING_OP_WRITE, IORING_OP_READV, IORING_OP_WRITEV,
+		IORING_OP_FSYNC, IORING_OP_FALLOCATE,
+	};
+	struct io_uring_probe *probe;
+	struct io_uring ring;
+	size_t i;
+	int rc;
+
+	rc = uringdev_ring_init(&ring, entries);
+	if (rc < 0)
+		return rc;
+	probe = io_uring_get_probe_ring(&ring);
+	if (probe == NULL) {
+		rc = -ENOSYS;	/* kernel before 5.6: no probe, no READ/WRITE ops */
+		goto out_exit_ring;
+	}
+	for (i = 0; i < BS_ARRAY_SIZE(needed); i++) {
+		if (!io_uring_opcode_supported(probe, needed[i]))
+			rc = -ENOSYS;
+	}
+	io_uring_free_probe(probe);
+out_exit_ring:
+	io_uring_queue_exit(&ring);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Submission
+ * ------------------------------------------------------------------------ */
+
+/* Take or drop the channel's hold on its thread to match its state. */
+static void uringdev_update_hold(struct uringdev_channel *ch)
+{
+	bool busy = ch->inflight != 0 || ch->wait_head != NULL;
+
+	if (busy == ch->held)
+		return;
+	ch->held = busy;
+	if (busy)
+		bs_thread_hold();
+	else
+		bs_thread_release();
+}
+
+/* Fill @p sqe with the next step of a read or write: the whole vector at
+ * first, afterwards (or if it is too long) the rest of the current segment
+ * or buffer. */
+static void uringdev_prep_data(struct filedev *fdev, struct io_uring_sqe *sqe,
+			       struct bs_dev_io *io)
+{
+	uint64_t off = filedev_io_offset(io) + io->done;
+	bool rd = filedev_io_is_read(io);
+	uint32_t len;
+	void *base;
+
+	if (filedev_io_whole(io) && (io->type == BS_IO_READV || io->type == BS_IO_WRITEV)) {
+		if (rd)
+			io_uring_prep_readv(sqe, fdev->fd, io->iov, (unsigned)io->iovcnt, off);
+		else
+			io_uring_prep_writev(sqe, fdev->fd, io->iov, (unsigned)io->iovcnt, off);
+		return;
+	}
+	filedev_iov_cursor(io, io->done, &base, &len);
+	if (rd)
+		io_uring_prep_read(sqe, fdev->fd, base, len, off);
+	else
+		io_uring_prep_write(sqe, fdev->fd, base, len, off);
+}
+
+/* Fill @p sqe for @p io's next step. */
+static void uringdev_prep(struct filedev *fdev, struct io_uring_sqe *sqe,
+			  struct bs_dev_io *io)
+{
+	off_t off = (off_t)filedev_io_offset(io);
+	off_t len = (off_t)filedev_io_bytes(io);
+
+	switch (io->type) {
+	case BS_IO_FLUSH:
+		/* No drain flag: a flush covers the writes that completed
+		 * before it was submitted, and fdatasync covers those. */
+		io_uring_prep_fsync(sqe, fdev->fd, IORING_FSYNC_DATASYNC);
+		break;
+	case BS_IO_WRITE_ZEROES:
+		io_uring_prep_fallocate(sqe, fdev->fd,
+					FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
+		break;
+	case BS_IO_UNMAP:
+		io_uring_prep_fallocate(sqe, fdev->fd,
+					FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+		break;
+	default:
+		assert(filedev_io_is_data(io));
+		uringdev_prep_data(fdev, sqe, io);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, io);
+}
+
+/* Put @p io in the ring if a slot is free. The SQE goes to the kernel with
+ * the poller's next io_uring_submit(). */
+static bool uringdev_try_prep(struct uringdev_channel *ch, struct bs_dev_io *io)
+{
+	struct io_uring_sqe *sqe;
+
+	if (ch->inflight >= ch->depth)
+		return false;
+	sqe = io_uring_get_sqe(&ch->ring);
+	if (sqe == NULL)
+		return false;
+	uringdev_prep(ch->fdev, sqe, io);
+	ch->inflight++;
+	return true;
+}
+
+/* Start (or restart) @p io: into the ring, or behind earlier waiters. */
+static void uringdev_queue(struct uringdev_channel *ch, struct bs_dev_io *io)
+{
+	if (ch->wait_head == NULL && uringdev_try_prep(ch, io))
+		return;
+	io->next = NULL;
+	if (ch->wait_tail != NULL)
+		ch->wait_tail->next = io;
+	else
+		ch->wait_head = io;
+	ch->wait_tail = io;
+}
+
+/* Entry point of every ring-backed op. */
+static void uringdev_submit(struct bs_dev *dev, void *ch_ctx, struct bs_dev_io *io)
+{
+	struct uringdev_channel *ch = ch_ctx;
+
+	URINGDEV_RETRIES(io) = 0;
+	uringdev_queue(ch, io);
+	uringdev_update_hold(ch);
+}
+
+/*
+ * Unmap. On a file, PUNCH_HOLE through the ring. On a block device there is
+ * no io_uring opcode for discard in the kernels we support (the uring_cmd
+ * one needs 6.12), and blkdev fallocate(PUNCH_HOLE) is not a discard: it is
+ * a zeroing request that fails on devices that cannot zero cheaply. So
+ * issue BLKDISCARD here, synchronously: unmap is rare and a discard is
+ * usually quick, and the completion is still delivered on a later poll as
+ * the IO contract demands. The cost is that this thread blocks meanwhile.
+ */
+static void uringdev_unmap(struct bs_dev *dev, void *ch_ctx, struct bs_dev_io *io)
+{
+	struct filedev *fdev = filedev_from_dev(dev);
+
+	if (!fdev->is_bdev) {
+		uringdev_submit(dev, ch_ctx, io);
+		return;
+	}
+	bs_dev_io_complete_deferred(io, filedev_discard(fdev, filedev_io_offset(io),
+							filedev_io_bytes(io)));
+}
+
+/* ------------------------------------------------------------------------
+ * Completion
+ * ------------------------------------------------------------------------ */
+
+/* Retry @p io after -EAGAIN/-EINTR, unless it keeps failing that way. */
+static bool uringdev_retry(struct uringdev_channel *ch, struct bs_dev_io *io)
+{
+	if (++URINGDEV_RETRIES(io) > URINGDEV_MAX_RETRIES)
+		return false;
+	uringdev_queue(ch, io);
+	return true;
+}
+
+/* Handle one CQE of @p io with result @p res. */
+static void uringdev_cpl(struct uringdev_channel *ch, struct bs_dev_io *io, int res)
+{
+	uint64_t total;
+
+	assert(ch->inflight > 0);
+	ch->inflight--;
+	if ((res == -EAGAIN || res == -EINTR) && uringdev_retry(ch, io))
+		return;
+	if (res < 0 || !filedev_io_is_data(io)) {
+		bs_dev_io_complete(io, res);
+		return;
+	}
+	if (res == 0) {
+		/* No progress: end of file on a read, a stuck write. */
+		bs_dev_io_complete(io, -EIO);
+		return;
+	}
+	total = filedev_io_bytes(io);
+	io->done += (uint64_t)res;
+	assert(io->done <= total);
+	if (io->done < total) {
+		URINGDEV_RETRIES(io) = 0;
+		uringdev_queue(ch, io);
+		return;
+	}
+	bs_dev_io_complete(io, 0);
+}
+
+/*
+ * Reap completions. The CQEs are copied out and marked seen (one
+ * io_uring_cq_advance) before any callback runs, so each is consumed exactly
+ * once even if a callback submits more IO. Stops after about one ring's
+ * worth so other pollers get their turn.
+ */
+static int uringdev_reap(struct uringdev_channel *ch)
+{
+	struct io_uring_cqe *cqes[URINGDEV_REAP_BATCH];
+	struct bs_dev_io *ios[URINGDEV_REAP_BATCH];
+	int res[URINGDEV_REAP_BATCH];
+	unsigned n, i;
+	int total = 0;
+
+	do {
+		n = io_uring_peek_batch_cqe(&ch->ring, cqes, URINGDEV_REAP_BATCH);
+		for (i = 0; i < n; i++) {
+			ios[i] = io_uring_cqe_get_data(cqes[i]);
+			res[i] = cqes[i]->res;
+		}
+		io_uring_cq_advance(&ch->ring, n);
+		for (i = 0; i < n; i++)
+			uringdev_cpl(ch, ios[i], res[i]);
+		total += (int)n;
+	} while (n == URINGDEV_REAP_BATCH && (uint32_t)total < ch->depth);
+	return total;
+}
+
+/* Move waiting IO into free ring slots, oldest first. */
+static int uringdev_start_waiting(struct uringdev_channel *ch)
+{
+	struct bs_dev_io *io;
+	int n = 0;
+
+	while ((io = ch->wait_head) != NULL && uringdev_try_prep(ch, io)) {
+		ch->wait_head = io->next;
+		if (ch->wait_head == NULL)
+			ch->wait_tail = NULL;
+		io->next = NULL;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Hand every prepared SQE to the kernel in one system call. On -EAGAIN,
+ * -EBUSY or -EINTR the SQEs stay in the ring and go with the next poll; any
+ * other error is logged once and retried the same way (the ring keeps them).
+ */
+static int uringdev_submit_batch(struct uringdev_channel *ch)
+{
+	int rc;
+
+	if (io_uring_sq_ready(&ch->ring) == 0)
+		return 0;
+	rc = io_uring_submit(&ch->ring);
+	if (rc >= 0)
+		return rc;
+	if (rc != -EAGAIN && rc != -EBUSY && rc != -EINTR && !ch->submit_err_logged) {
+		LOG_ERR("%s: io_uring_submit: %s", ch->fdev->dev.name, strerror(-rc));
+		ch->submit_err_logged = true;
+	}
+	return 0;
+}
+
+/* The channel's busy poller: reap, refill, submit. */
+static int uringdev_poll(void *arg)
+{
+	struct uringdev_channel *ch = arg;
+	int work;
+
+	work = uringdev_reap(ch);
+	work += uringdev_start_waiting(ch);
+	work += uringdev_submit_batch(ch);
+	uringdev_update_hold(ch);
+	return work;
+}
+
+/* ------------------------------------------------------------------------
+ * Channels
+ * ------------------------------------------------------------------------ */
+
+static int uringdev_channel_create(struct bs_dev *dev, void *ch_ctx)
+{
+	struct uringdev_channel *ch = ch_ctx;
+	int rc;
+
+	ch->fdev = filedev_from_dev(dev);
+	ch->depth = ch->fdev->queue_depth;
+	rc = uringdev_ring_init(&ch->ring, ch->depth);
+	if (rc < 0) {
+		LOG_ERR("%s: cannot create io_uring of %u entries: %s", dev->name,
+			ch->depth, strerror(-rc));
+		return rc;
+	}
+	ch->poller = bs_poller_register(uringdev_poll, ch, 0);
+	if (ch->poller == NULL) {
+		rc = -errno;
+		LOG_ERR("%s: cannot register io_uring poller: %s", dev->name, strerror(-rc));
+		goto out_exit_ring;
+	}
+	return 0;
+
+out_exit_ring:
+	io_uring_queue_exit(&ch->ring);
+	return rc;
+}
+
+/*
+ * The device layer destroys a channel only when its last reference is put,
+ * and users drain their IO before putting it, so nothing can be in flight.
+ * If that is broken anyway, the IO is abandoned (its callbacks never run)
+ * but the ring and the thread hold are still released.
+ */
+static void uringdev_channel_destroy(struct bs_dev *dev, void *ch_ctx)
+{
+	struct uringdev_channel *ch = ch_ctx;
+
+	if (NEVER(ch->inflight != 0 || ch->wait_head != NULL))
+		LOG_ERR("%s: channel destroyed with IO in flight", dev->name);
+	bs_poller_unregister(&ch->poller);
+	io_uring_queue_exit(&ch->ring);
+	if (ch->held) {
+		ch->held = false;
+		bs_thread_release();
+	}
+}
+
+const struct bs_dev_ops uringdev_ops = {
+	.channel_create = uringdev_channel_create,
+	.channel_destroy = uringdev_channel_destroy,
+	.read = uringdev_submit,
+	.write = uringdev_submit,
+	.readv = uringdev_submit,
+	.writev = uringdev_submit,
+	.flush = uringdev_submit,
+	.write_zeroes = uringdev_submit,
+	.unmap = uringdev_unmap,
+	.destroy = filedev_destroy,
+};

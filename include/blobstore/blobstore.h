@@ -1,0 +1,313 @@
+/*
+ * Blobstore: a power-fail-safe blob allocator that owns a whole device.
+ *
+ * Units: the device is cut into clusters (allocation unit, default 1 MiB) of
+ * pages (metadata unit, 4 KiB) of io units (the device's logical block). A
+ * blob is an ordered list of clusters plus metadata (size, flags, xattrs),
+ * named by the id returned at create.
+ *
+ * Threads. The thread that calls bs_init() or bs_load() becomes the store's
+ * metadata thread: every function below that is not marked "any thread"
+ * must be called on it (otherwise it fails with -EPERM or returns NULL with
+ * errno EPERM). Data IO goes through channels (bs_alloc_channel), one per
+ * thread, and needs no locks.
+ *
+ * Callbacks. Every asynchronous call ends in (cb_fn, cb_arg); the callback
+ * gets 0 or a negative errno, runs on the calling thread, and never runs
+ * before the call returns. Results are returned through out-parameters that
+ * are valid when the callback reports 0.
+ *
+ * Durability. docs/durability.md has the rules. In short: when init,
+ * create, sync, delete, set_super, unload or flush reports success, the
+ * result survives a power cut; a data write is durable once it completed and
+ * a later bs_flush() or bs_blob_sync() of its blob completed.
+ */
+#ifndef BLOBSTORE_BLOBSTORE_H
+#define BLOBSTORE_BLOBSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <blobstore/dev.h>
+#include <blobstore/thread.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct bs_store;
+struct bs_blob;
+typedef uint64_t bs_blob_id;
+
+#define BS_BLOB_ID_INVALID ((bs_blob_id)0)
+
+/** What init does to the data area. */
+enum bs_clear_method {
+	BS_CLEAR_UNMAP = 0,		/* unmap (or zero) every data cluster */
+	BS_CLEAR_WRITE_ZEROES = 1,	/* write zeroes over every data cluster */
+	BS_CLEAR_NONE = 2,		/* leave data as is: clusters are zeroed on first allocation */
+};
+
+struct bs_opts {
+	size_t opts_size;		/* set by bs_opts_init() */
+	uint32_t cluster_size;		/* bytes, power of two, >= 4 KiB; default 1 MiB */
+	uint64_t max_blobs;		/* root slots; default total clusters / 8 (>= 64) */
+	uint64_t md_pool_pages;		/* extent/index/xattr pages; 0 = sized for the device */
+	uint32_t max_channel_ops;	/* outstanding blob IOs per channel; default 512 */
+	enum bs_clear_method clear_method;	/* init only; default BS_CLEAR_UNMAP */
+	uint8_t bstype[16];		/* application store type; zeros = any on load */
+	bool force_recover;		/* load: run dirty recovery even if clean */
+};
+
+/** Fill @p opts with defaults. @p opts_size = sizeof(struct bs_opts). */
+void bs_opts_init(struct bs_opts *opts, size_t opts_size);
+
+/* ------------------------------------------------------------------------
+ * Store lifecycle
+ * ------------------------------------------------------------------------ */
+
+/**
+ * Lay out a new store on @p dev. The caller keeps ownership of @p dev and
+ * may close it once unload (or destroy) has completed. The calling thread
+ * becomes the metadata thread.
+ * Errors: -EINVAL (bad options, unsupported block size), -ENOSPC (device too
+ * small for the metadata), -ENOMEM, -EIO.
+ * Durable: the empty store, when the callback reports 0.
+ */
+void bs_init(struct bs_dev *dev, const struct bs_opts *opts, struct bs_store **bs_out,
+	     bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Load the store on @p dev. A cleanly unloaded store loads from its masks
+ * without opening any blob; otherwise (or with force_recover) the allocation
+ * state is rebuilt from every blob's metadata with batched, deep-queue reads.
+ * A blob whose metadata is corrupt is reported (bs_load_report) and skipped;
+ * everything else loads.
+ * Errors: -EILSEQ (not a store, or both super copies corrupt), -EOPNOTSUPP
+ * (future format version or unknown incompatible feature), -ERANGE (store
+ * geometry larger than the device), -EINVAL (bstype mismatch, block size
+ * differs), -ENOMEM, -EIO.
+ */
+void bs_load(struct bs_dev *dev, const struct bs_opts *opts, struct bs_store **bs_out,
+	     bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Write the allocation masks and a clean super block and free the store.
+ * Every channel (bs_alloc_channel) must have been freed; the callback runs
+ * once they are. The device is left open. Errors: -EBUSY (blobs are open;
+ * nothing changes), -EIO (the store is freed; on-disk state is the last
+ * durable commit and the next load recovers). Durable: everything, on 0.
+ */
+void bs_unload(struct bs_store *bs, bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Erase the store's super blocks and free the store (the device stays open).
+ * Errors: -EBUSY (blobs open), -EIO.
+ */
+void bs_destroy(struct bs_store *bs, bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Make every data write that completed before this call durable, together
+ * with the cluster allocations it made (D9).
+ * Errors: -EIO (then the store is in its error state, see bs_get_error).
+ */
+void bs_flush(struct bs_store *bs, bs_cpl_fn cb_fn, void *cb_arg);
+
+/** Record @p id as the super blob (0 clears it). Durable on success.
+ * Errors: -ENOENT (no such blob), -EIO, -EROFS. */
+void bs_set_super(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg);
+
+/** The super blob id, or -ENOENT if none is set. Synchronous. */
+int bs_get_super(struct bs_store *bs, bs_blob_id *id);
+
+/* Getters: synchronous, any thread. */
+uint64_t bs_get_cluster_size(const struct bs_store *bs);
+uint64_t bs_get_page_size(const struct bs_store *bs);
+uint64_t bs_get_io_unit_size(const struct bs_store *bs);
+uint64_t bs_get_free_cluster_count(const struct bs_store *bs);
+uint64_t bs_get_total_data_cluster_count(const struct bs_store *bs);
+uint64_t bs_get_max_blobs(const struct bs_store *bs);
+/** The bstype given at init (16 bytes). */
+const uint8_t *bs_get_bstype(const struct bs_store *bs);
+/** 0, or the error that latched the store read-only (D10). */
+int bs_get_error(const struct bs_store *bs);
+/** True if the store was loaded read-only (unknown ro_compat feature). */
+bool bs_is_read_only(const struct bs_store *bs);
+
+/** What the last load found. */
+struct bs_load_report {
+	bool was_clean;			/* clean fast path taken */
+	bool recovered;			/* dirty recovery ran */
+	uint64_t blobs;			/* live blobs */
+	uint64_t corrupt_blobs;		/* skipped: metadata failed validation */
+	uint64_t fallback_roots;	/* blobs loaded from their previous root */
+	uint64_t md_bytes_read;
+	uint64_t usec;
+};
+void bs_get_load_report(const struct bs_store *bs, struct bs_load_report *r);
+
+/* ------------------------------------------------------------------------
+ * Iteration: ids in slot order. Synchronous (no blob is opened).
+ * ------------------------------------------------------------------------ */
+
+/** First blob id, or BS_BLOB_ID_INVALID when the store is empty. */
+bs_blob_id bs_iter_first(struct bs_store *bs);
+/** Next blob id after @p prev, or BS_BLOB_ID_INVALID at the end. */
+bs_blob_id bs_iter_next(struct bs_store *bs, bs_blob_id prev);
+/** Ids of blobs whose metadata failed validation (corrupt), same scheme. */
+bs_blob_id bs_iter_corrupt(struct bs_store *bs, bs_blob_id prev);
+
+/* ------------------------------------------------------------------------
+ * Blobs
+ * ------------------------------------------------------------------------ */
+
+struct bs_xattr {
+	const char *name;
+	const void *value;
+	uint32_t value_len;
+};
+
+struct bs_blob_opts {
+	size_t opts_size;		/* set by bs_blob_opts_init() */
+	uint64_t num_clusters;		/* initial size */
+	bool thin_provision;		/* allocate on first write */
+	const struct bs_xattr *xattrs;	/* initial xattrs */
+	uint32_t xattr_count;
+};
+void bs_blob_opts_init(struct bs_blob_opts *opts, size_t opts_size);
+
+/**
+ * Create a blob (closed). @p opts may be NULL (empty thick blob).
+ * Errors: -ENOSPC (no free slot, or not enough clusters for a thick blob),
+ * -EINVAL (bad xattr), -EROFS, -EIO, -ENOMEM.
+ * Durable: the blob with its size and xattrs, when it reports 0.
+ */
+void bs_blob_create(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blob_id *id_out,
+		    bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Open a blob. Opens are reference counted: opening an open blob returns
+ * the same handle. Errors: -ENOENT (no such blob), -EILSEQ (its metadata is
+ * corrupt), -EOPNOTSUPP (unknown invalid flag), -ENOMEM, -EIO.
+ */
+void bs_blob_open(struct bs_store *bs, bs_blob_id id, struct bs_blob **blob_out,
+		  bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Drop a reference; the last close syncs unsaved metadata first.
+ * Errors: -EIO (sync failed; the handle is still released).
+ */
+void bs_blob_close(struct bs_blob *blob, bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Delete a closed blob. Errors: -ENOENT, -EBUSY (open), -EROFS, -EIO.
+ * Durable: the blob is gone, when it reports 0 (D11).
+ */
+void bs_blob_delete(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Change the size to @p num_clusters. A thick blob allocates (zeroed) or
+ * frees clusters; a thin blob only changes its size. In-flight IO is drained
+ * first. Not durable until bs_blob_sync().
+ * Errors: -EPERM (read-only blob), -ENOSPC, -EIO, -ENOMEM.
+ */
+void bs_blob_resize(struct bs_blob *blob, uint64_t num_clusters, bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Persist the blob's metadata (size, flags, xattrs, cluster map) and make
+ * its completed data writes durable. Errors: -EIO, -EROFS (store latched),
+ * -EPERM (metadata read-only).
+ */
+void bs_blob_sync(struct bs_blob *blob, bs_cpl_fn cb_fn, void *cb_arg);
+
+/** Mark the blob read-only (in RAM until synced). 0 or -EPERM. */
+int bs_blob_set_read_only(struct bs_blob *blob);
+
+/* Xattrs: synchronous, in RAM until bs_blob_sync(). Names are 1..255 bytes,
+ * values 0..65536 bytes; all of a blob's xattrs together fit in 129024
+ * bytes of stream. Errors: -EINVAL (bad name/value), -ENOSPC (too much in
+ * total), -ENOENT (no such name), -EPERM (metadata read-only). */
+int bs_blob_set_xattr(struct bs_blob *blob, const char *name, const void *value,
+		      uint32_t value_len);
+/** *value points into the handle; valid until the xattr changes or the blob closes. */
+int bs_blob_get_xattr(struct bs_blob *blob, const char *name, const void **value,
+		      uint32_t *value_len);
+int bs_blob_remove_xattr(struct bs_blob *blob, const char *name);
+/** Number of user xattrs; names through bs_blob_get_xattr_name(). */
+uint32_t bs_blob_get_xattr_count(struct bs_blob *blob);
+/** The i-th user xattr name (0-based), NULL past the end. */
+const char *bs_blob_get_xattr_name(struct bs_blob *blob, uint32_t i);
+
+/* Queries: synchronous, any thread while the blob is open. */
+bs_blob_id bs_blob_get_id(const struct bs_blob *blob);
+uint64_t bs_blob_get_num_clusters(const struct bs_blob *blob);
+uint64_t bs_blob_get_num_io_units(const struct bs_blob *blob);
+uint64_t bs_blob_get_num_allocated_clusters(const struct bs_blob *blob);
+bool bs_blob_is_thin(const struct bs_blob *blob);
+bool bs_blob_is_read_only(const struct bs_blob *blob);
+/** First allocated (resp. unallocated) io unit at or after @p offset, or UINT64_MAX. */
+uint64_t bs_blob_next_allocated_io_unit(const struct bs_blob *blob, uint64_t offset);
+uint64_t bs_blob_next_unallocated_io_unit(const struct bs_blob *blob, uint64_t offset);
+
+/* ------------------------------------------------------------------------
+ * Data IO, through a channel of the calling thread. Offsets and lengths are
+ * in io units. Requests are split at cluster boundaries. Reads of
+ * unallocated clusters of a thin blob return zeros; the first write to one
+ * allocates it. All complete on the channel's thread.
+ * Errors: -EINVAL (zero length, misaligned buffer), -ERANGE (past the end),
+ * -EPERM (write to a read-only blob), -EBADF (blob closed), -ENOSPC (thin
+ * allocation failed), -EAGAIN (channel out of request slots), -EIO.
+ * ------------------------------------------------------------------------ */
+
+/** Allocate the calling thread's channel. NULL with errno on failure. */
+struct bs_io_channel *bs_alloc_channel(struct bs_store *bs);
+void bs_free_channel(struct bs_io_channel *ch);
+
+void bs_blob_read(struct bs_blob *blob, struct bs_io_channel *ch, void *buf,
+		  uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg);
+void bs_blob_write(struct bs_blob *blob, struct bs_io_channel *ch, const void *buf,
+		   uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg);
+void bs_blob_readv(struct bs_blob *blob, struct bs_io_channel *ch, struct iovec *iov,
+		   int iovcnt, uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg);
+void bs_blob_writev(struct bs_blob *blob, struct bs_io_channel *ch, struct iovec *iov,
+		    int iovcnt, uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg);
+/** Unmapping whole clusters of a thin blob frees them; other ranges read as zeros after. */
+void bs_blob_unmap(struct bs_blob *blob, struct bs_io_channel *ch, uint64_t offset,
+		   uint64_t length, bs_cpl_fn cb_fn, void *cb_arg);
+void bs_blob_write_zeroes(struct bs_blob *blob, struct bs_io_channel *ch, uint64_t offset,
+			  uint64_t length, bs_cpl_fn cb_fn, void *cb_arg);
+
+/* ------------------------------------------------------------------------
+ * Consistency checker
+ * ------------------------------------------------------------------------ */
+
+struct bs_check_report {
+	uint64_t blobs_checked;
+	uint64_t problems;		/* 0 = consistent */
+	uint64_t corrupt_blobs;
+	uint64_t leaked_clusters;	/* used in the mask, owned by no blob */
+	uint64_t double_owned_clusters;
+	uint64_t lost_clusters;		/* owned, but free in the mask */
+	uint64_t pool_mismatches;	/* pool page mask differs from the trees */
+	uint64_t counter_mismatches;
+};
+
+/** Called once per problem with a one-line description. */
+typedef void (*bs_check_msg_fn)(void *arg, bs_blob_id id, const char *msg);
+
+/**
+ * Check the loaded store: re-read every blob's metadata from the device,
+ * recompute the allocation masks and compare them with the store's, check
+ * that no cluster is owned twice, that every tree validates and that the
+ * counters are right. Must run with no blob open for writing.
+ * Errors (of the check itself): -ENOMEM, -EIO. Problems are in @p report.
+ */
+void bs_check(struct bs_store *bs, struct bs_check_report *report, bs_check_msg_fn msg_fn,
+	      void *msg_arg, bs_cpl_fn cb_fn, void *cb_arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BLOBSTORE_BLOBSTORE_H */

@@ -1,0 +1,637 @@
+/*
+ * Blob metadata on disk: picking a slot's root, loading a blob's tree, and
+ * committing a blob (sync, create, delete).
+ *
+ * Commit, in order (docs/durability.md):
+ *   commit_start      queue behind a running commit of the same blob
+ *   commit_dirty_cpl  D7: the super block says dirty
+ *   commit_build      render fresh pool pages for changed map nodes and
+ *                     xattrs (D2), the root for the slot page not holding the
+ *                     durable root (D3)
+ *   commit_data_cpl   D9: data and zeroing writes flushed (only if the data
+ *                     path allocated since the last commit)
+ *   commit_submit     everything written, then ONE flush (D4)
+ *   commit_write_cpl  adopt the new tree; release what the old one held (D5)
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blob/md_page.h"
+#include "blob/store_int.h"
+#include "util/assert_int.h"
+#include "util/log_int.h"
+
+/* ---------------------------------------------------------- root pick */
+
+static void root_expect(const struct bs_store *bs, uint32_t slot, int page, struct md_expect *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->type = MD_TYPE_ROOT;
+	e->page_no = bs->root_start + 2ull * slot + (uint64_t)page;
+	e->blob_id = MD_ANY_ID;
+	e->store_id = bs->store_id;
+	e->index = slot;
+	e->level = (uint16_t)page;
+}
+
+/*
+ * Choose the live root of @slot from its two pages (D3): the valid page with
+ * the highest generation. Returns the page index, -ENOENT when the slot holds
+ * no blob (never written, or the newest page is a tombstone), or -EILSEQ when
+ * a page looks like a root but nothing validates. *valid_out gets a bit per
+ * valid page.
+ */
+int blob_root_pick(const struct bs_store *bs, uint32_t slot, const struct md_root pages[2],
+		   int *valid_out, bool *tombstone)
+{
+	int valid = 0, best = -1;
+	bool looked_like_root = false;
+
+	for (int p = 0; p < 2; p++) {
+		struct md_expect e;
+
+		root_expect(bs, slot, p, &e);
+		looked_like_root |= pages[p].hdr.magic == MD_MAGIC;
+		if (md_page_check(&pages[p], &e, NULL) != 0)
+			continue;
+		valid |= 1 << p;
+		if (best < 0 || pages[p].hdr.gen > pages[best].hdr.gen)
+			best = p;
+	}
+	*valid_out = valid;
+	*tombstone = false;
+	if (best < 0)
+		return looked_like_root ? -EILSEQ : -ENOENT;
+	if (pages[best].hdr.flags & MD_ROOT_F_DELETED) {
+		*tombstone = true;
+		return -ENOENT;
+	}
+	return best;
+}
+
+/* Adopt the fields of a validated root (forward-compatible flags). */
+int blob_apply_root(struct bs_blob *blob, const struct md_root *r)
+{
+	if (r->invalid_flags & ~BLOB_INVALID_KNOWN) {
+		LOG_ERR("blob 0x%" PRIx64 ": unknown invalid flags 0x%" PRIx64 ": refusing to open",
+			blob->id, r->invalid_flags);
+		return -EOPNOTSUPP;
+	}
+	if (r->map_depth > MD_MAX_MAP_DEPTH || blob_map_depth_for(r->num_clusters) != r->map_depth ||
+	    r->xattr_npages > MD_ROOT_XATTR_REFS || r->xattr_len > MD_XATTR_MAX_STREAM ||
+	    (r->xattr_npages == 0 && r->xattr_len > MD_ROOT_INLINE_XATTR) ||
+	    (r->xattr_npages != 0 && r->xattr_len > r->xattr_npages * MD_PAYLOAD))
+		return -EILSEQ;
+	blob->invalid_flags = r->invalid_flags;
+	blob->data_ro_flags = r->data_ro_flags;
+	blob->md_ro_flags = r->md_ro_flags;
+	blob->parent_id = r->parent_id;
+	blob->thin = (r->invalid_flags & BLOB_INVALID_THIN) != 0;
+	blob->data_ro = r->data_ro_flags != 0;
+	blob->md_ro = (r->md_ro_flags & ~BLOB_MD_RO_KNOWN) != 0;
+	if (r->data_ro_flags & ~BLOB_DATA_RO_KNOWN)
+		LOG_NOTICE("blob 0x%" PRIx64 ": unknown data flags: opened read-only", blob->id);
+	if (blob->md_ro)
+		LOG_NOTICE("blob 0x%" PRIx64 ": unknown metadata flags: metadata read-only", blob->id);
+	blob->xattr_npages = r->xattr_npages;
+	memcpy(blob->xattr_refs, r->xattr_refs, sizeof(blob->xattr_refs));
+	blob->root_gen = r->hdr.gen;
+	return 0;
+}
+
+/* ---------------------------------------------------------- tree load */
+
+struct tree_load {
+	struct bs_store *bs;
+	struct bs_blob *blob;
+	struct md_root root;
+	int level;
+	uint64_t *nodes;
+	uint32_t *idx;
+	uint32_t n;
+	uint8_t *pages;
+	bs_cpl_fn cb_fn;
+	void *cb_arg;
+};
+
+static void tree_load_done(struct tree_load *tl, int err)
+{
+	md_free_pages(tl->pages);
+	free(tl->nodes);
+	free(tl->idx);
+	tl->cb_fn(tl->cb_arg, err);
+	free(tl);
+}
+
+static struct blob_map_id tree_map_id(const struct tree_load *tl)
+{
+	return (struct blob_map_id){ tl->blob->id, tl->bs->store_id, tl->bs->pool_start };
+}
+
+/* Check every loaded cluster number is a data cluster. */
+static int tree_check_clusters(const struct bs_store *bs, const struct bs_blob *blob)
+{
+	for (uint64_t i = 0; i < blob->map.num_clusters; i++) {
+		uint32_t c = blob_map_get(&blob->map, i);
+
+		if (c != 0 && (c < bs->md_clusters || c >= bs->total_clusters)) {
+			LOG_ERR("blob 0x%" PRIx64 ": cluster %" PRIu64 " maps outside the data area",
+				blob->id, i);
+			return -EILSEQ;
+		}
+	}
+	return 0;
+}
+
+static void tree_load_level(struct tree_load *tl);
+
+static void tree_level_cpl(void *cb_arg, int err)
+{
+	struct tree_load *tl = cb_arg;
+	struct blob_map_id id = tree_map_id(tl);
+
+	for (uint32_t i = 0; err == 0 && i < tl->n; i++) {
+		const char *why = NULL;
+
+		err = blob_map_load_page(&tl->blob->map, &id, tl->level, tl->nodes[i],
+					 tl->pages + (uint64_t)i * MD_PAGE_SIZE, &why);
+		if (err != 0)
+			LOG_ERR("blob 0x%" PRIx64 ": map page (level %d, node %" PRIu64 "): %s",
+				tl->blob->id, tl->level, tl->nodes[i], why ? why : "invalid");
+	}
+	if (err != 0) {
+		tree_load_done(tl, err);
+		return;
+	}
+	tl->bs->report.md_bytes_read += (uint64_t)tl->n * MD_PAGE_SIZE;
+	tl->level--;
+	tree_load_level(tl);
+}
+
+/* Read every page of the current level in one batch (deep queue). */
+static void tree_load_level(struct tree_load *tl)
+{
+	struct blob_map *m = &tl->blob->map;
+	uint64_t cursor = 0, cap;
+	struct md_batch *b;
+
+	if (tl->level < 0) {
+		tree_load_done(tl, tree_check_clusters(tl->bs, tl->blob));
+		return;
+	}
+	cap = m->levels[tl->level].nnodes;
+	free(tl->nodes);
+	free(tl->idx);
+	md_free_pages(tl->pages);
+	tl->nodes = calloc(cap ? cap : 1, sizeof(*tl->nodes));
+	tl->idx = calloc(cap ? cap : 1, sizeof(*tl->idx));
+	tl->n = blob_map_load_next(m, tl->level, &cursor, tl->idx, tl->nodes, (uint32_t)cap);
+	tl->pages = md_alloc_pages(tl->n ? tl->n : 1);
+	b = tl->pages && tl->nodes && tl->idx ? md_batch_new(tl->bs, tree_level_cpl, tl) : NULL;
+	if (b == NULL) {
+		tree_load_done(tl, -ENOMEM);
+		return;
+	}
+	for (uint32_t i = 0; i < tl->n; i++)
+		md_batch_read(b, tl->pages + (uint64_t)i * MD_PAGE_SIZE,
+			      tl->bs->pool_start + tl->idx[i], 1);
+	md_batch_close(b);
+}
+
+static void tree_map_begin(struct tree_load *tl)
+{
+	int rc = blob_map_load_begin(&tl->blob->map, tl->root.num_clusters, tl->root.map_depth,
+				     tl->root.map_refs);
+
+	if (rc != 0) {
+		tree_load_done(tl, rc);
+		return;
+	}
+	tl->level = (int)tl->root.map_depth - 1;
+	tree_load_level(tl);
+}
+
+/* Validate the xattr pages and decode the stream. */
+static void tree_xattr_cpl(void *cb_arg, int err)
+{
+	struct tree_load *tl = cb_arg;
+	struct bs_blob *blob = tl->blob;
+	uint8_t *stream = NULL;
+
+	for (uint32_t i = 0; err == 0 && i < tl->root.xattr_npages; i++) {
+		const struct md_ref *ref = &tl->root.xattr_refs[i];
+		struct md_expect e = {
+			.type = MD_TYPE_XATTR, .page_no = tl->bs->pool_start + ref->pool_idx,
+			.blob_id = blob->id, .gen = ref->gen, .crc = ref->crc, .check_crc = true,
+			.store_id = tl->bs->store_id, .index = i, .level = 0,
+		};
+		const char *why;
+
+		if (ref->gen == 0 || ref->pool_idx >= tl->bs->pool_pages ||
+		    md_page_check(tl->pages + (uint64_t)i * MD_PAGE_SIZE, &e, &why) != 0) {
+			LOG_ERR("blob 0x%" PRIx64 ": xattr page %u invalid", blob->id, i);
+			err = -EILSEQ;
+		}
+	}
+	if (err == 0 && (stream = malloc(tl->root.xattr_len ? tl->root.xattr_len : 1)) == NULL)
+		err = -ENOMEM;
+	for (uint32_t i = 0; err == 0 && i < tl->root.xattr_npages; i++) {
+		uint32_t off = i * (uint32_t)MD_PAYLOAD;
+		uint32_t n = BS_MIN((uint32_t)MD_PAYLOAD, tl->root.xattr_len - BS_MIN(off, tl->root.xattr_len));
+
+		memcpy(stream + off, tl->pages + (uint64_t)i * MD_PAGE_SIZE + sizeof(struct md_header), n);
+	}
+	if (err == 0)
+		err = xattr_set_decode(&blob->xattrs, stream, tl->root.xattr_len);
+	free(stream);
+	if (err != 0) {
+		tree_load_done(tl, err == -ENOMEM ? err : -EILSEQ);
+		return;
+	}
+	tree_map_begin(tl);
+}
+
+/*
+ * Load the blob's xattrs and cluster map from its validated root page. Every
+ * page is checked against its reference (D1).
+ */
+void blob_tree_load(struct bs_store *bs, struct bs_blob *blob, const struct md_root *root,
+		    bs_cpl_fn cb_fn, void *cb_arg)
+{
+	struct tree_load *tl = calloc(1, sizeof(*tl));
+	struct md_batch *b;
+
+	if (tl == NULL) {
+		store_defer_cpl(cb_fn, cb_arg, -ENOMEM);
+		return;
+	}
+	tl->bs = bs;
+	tl->blob = blob;
+	tl->root = *root;
+	tl->cb_fn = cb_fn;
+	tl->cb_arg = cb_arg;
+	if (root->xattr_npages == 0) {
+		int rc = xattr_set_decode(&blob->xattrs, root->xattr_inline, root->xattr_len);
+
+		if (rc != 0) {
+			LOG_ERR("blob 0x%" PRIx64 ": inline xattrs malformed", blob->id);
+			tl->pages = NULL;
+			tree_load_done(tl, rc == -ENOMEM ? rc : -EILSEQ);
+			return;
+		}
+		tree_map_begin(tl);
+		return;
+	}
+	tl->pages = md_alloc_pages(root->xattr_npages);
+	b = tl->pages ? md_batch_new(bs, tree_xattr_cpl, tl) : NULL;
+	if (b == NULL) {
+		tree_load_done(tl, -ENOMEM);
+		return;
+	}
+	for (uint32_t i = 0; i < root->xattr_npages; i++) {
+		uint32_t idx = root->xattr_refs[i].pool_idx;
+
+		md_batch_read(b, tl->pages + (uint64_t)i * MD_PAGE_SIZE,
+			      bs->pool_start + (idx < bs->pool_pages ? idx : 0), 1);
+	}
+	md_batch_close(b);
+}
+
+/* ---------------------------------------------------------- commit */
+
+struct commit {
+	struct bs_blob *blob;
+	struct bs_store *bs;
+	bool tombstone;
+	uint64_t gen;
+	struct blob_map_plan plan;
+	bool have_plan;
+	struct md_root *root;		/* the new root page */
+	int target;			/* slot page to write */
+	uint8_t *xattr_pages;
+	uint32_t nxattr;
+	struct md_ref xattr_refs[MD_ROOT_XATTR_REFS];
+	uint64_t npending;		/* pending_free entries covered */
+	uint64_t allocs;		/* data-path allocations covered */
+	struct blob_sync_waiters waiters;
+};
+
+static void commit_finish(struct commit *c, int err);
+
+/* Release the pool pages a failed commit had taken (never referenced durably). */
+static void commit_undo_pages(struct commit *c)
+{
+	for (uint32_t i = 0; c->have_plan && i < c->plan.nwrites; i++)
+		pool_page_free(c->bs, c->plan.writes[i].pool_idx);
+	for (uint32_t i = 0; i < c->nxattr; i++)
+		pool_page_free(c->bs, c->xattr_refs[i].pool_idx);
+}
+
+/* D5: the commit is durable; drop what only the old tree referenced. */
+static void commit_release_old(struct commit *c)
+{
+	struct bs_blob *blob = c->blob;
+
+	if (c->have_plan) {
+		for (uint32_t i = 0; i < c->plan.nrelease; i++)
+			pool_page_free(c->bs, c->plan.release[i]);
+		blob_map_commit_done(&blob->map, &c->plan);
+	}
+	if (c->root->xattr_npages != 0 || blob->xattr_npages != c->nxattr || c->tombstone ||
+	    blob->md_dirty) {
+		bool rewritten = c->tombstone || blob->md_dirty;
+
+		for (uint32_t i = 0; rewritten && i < blob->xattr_npages; i++)
+			pool_page_free(c->bs, blob->xattr_refs[i].pool_idx);
+		if (rewritten) {
+			memcpy(blob->xattr_refs, c->xattr_refs, sizeof(c->xattr_refs));
+			blob->xattr_npages = (uint16_t)c->nxattr;
+		}
+	}
+	for (uint64_t i = 0; i < c->npending; i++)
+		cluster_release(c->bs, blob->pending_free[i], false);
+	if (c->npending > 0) {
+		memmove(blob->pending_free, blob->pending_free + c->npending,
+			(blob->npending_free - c->npending) * sizeof(uint32_t));
+		blob->npending_free -= c->npending;
+	}
+}
+
+static void commit_write_cpl(void *cb_arg, int err)
+{
+	struct commit *c = cb_arg;
+	struct bs_blob *blob = c->blob;
+
+	if (err != 0) {
+		store_latch_error(c->bs, err, "metadata commit"); /* D10 */
+		commit_undo_pages(c);
+		commit_finish(c, -EIO);
+		return;
+	}
+	commit_release_old(c);
+	blob->root_page = c->target;
+	blob->root_gen = c->gen;
+	blob->md_dirty = false;
+	blob->allocs_committed = c->allocs;
+	commit_finish(c, 0);
+}
+
+/* Render the xattr stream: inline in the root, or into fresh pages (D2). */
+static int commit_build_xattrs(struct commit *c)
+{
+	struct bs_blob *blob = c->blob;
+	uint32_t len = blob->xattrs.stream_len;
+	uint8_t *stream;
+
+	c->root->xattr_len = len;
+	if (!blob->md_dirty && !c->tombstone) {
+		/* Unchanged: keep referencing the committed pages. */
+		c->root->xattr_npages = blob->xattr_npages;
+		memcpy(c->root->xattr_refs, blob->xattr_refs, sizeof(blob->xattr_refs));
+		if (blob->xattr_npages == 0)
+			xattr_set_encode(&blob->xattrs, c->root->xattr_inline);
+		c->nxattr = blob->xattr_npages;
+		memcpy(c->xattr_refs, blob->xattr_refs, sizeof(c->xattr_refs));
+		c->nxattr = 0; /* nothing new to undo */
+		return 0;
+	}
+	if (c->tombstone || len <= MD_ROOT_INLINE_XATTR) {
+		if (!c->tombstone)
+			xattr_set_encode(&blob->xattrs, c->root->xattr_inline);
+		else
+			c->root->xattr_len = 0;
+		return 0;
+	}
+	stream = malloc(len);
+	c->nxattr = (len + (uint32_t)MD_PAYLOAD - 1) / (uint32_t)MD_PAYLOAD;
+	c->xattr_pages = md_alloc_pages(c->nxattr);
+	if (stream == NULL || c->xattr_pages == NULL) {
+		free(stream);
+		c->nxattr = 0;
+		return -ENOMEM;
+	}
+	xattr_set_encode(&blob->xattrs, stream);
+	for (uint32_t i = 0; i < c->nxattr; i++) {
+		uint8_t *pg = c->xattr_pages + (uint64_t)i * MD_PAGE_SIZE;
+		uint32_t off = i * (uint32_t)MD_PAYLOAD, idx;
+
+		if (pool_page_alloc(c->bs, &idx) != 0) {
+			c->nxattr = i;
+			free(stream);
+			return -ENOSPC;
+		}
+		md_page_init(pg, MD_TYPE_XATTR, c->bs->pool_start + idx, blob->id, c->gen,
+			     c->bs->store_id, i, 0);
+		memcpy(pg + sizeof(struct md_header), stream + off,
+		       BS_MIN((uint32_t)MD_PAYLOAD, len - off));
+		c->xattr_refs[i] = (struct md_ref){ idx, md_page_seal(pg), c->gen };
+	}
+	free(stream);
+	c->root->xattr_npages = (uint16_t)c->nxattr;
+	memcpy(c->root->xattr_refs, c->xattr_refs, sizeof(c->xattr_refs));
+	return 0;
+}
+
+/* Fill the root page for generation c->gen. */
+static void commit_build_root(struct commit *c)
+{
+	struct bs_blob *blob = c->blob;
+	struct md_root *r = c->root;
+	uint64_t page_no = c->bs->root_start + 2ull * blob->slot + (uint64_t)c->target;
+
+	md_page_init(r, MD_TYPE_ROOT, page_no, blob->id, c->gen, c->bs->store_id, blob->slot,
+		     (uint16_t)c->target);
+	if (c->tombstone) {
+		r->hdr.flags = MD_ROOT_F_DELETED;
+		return;
+	}
+	r->num_clusters = blob->map.num_clusters;
+	r->invalid_flags = blob->invalid_flags;
+	r->data_ro_flags = blob->data_ro_flags;
+	r->md_ro_flags = blob->md_ro_flags;
+	r->parent_id = blob->parent_id;
+	if (c->have_plan) {
+		r->map_depth = c->plan.new_depth;
+		memcpy(r->map_refs, c->plan.new_root_refs, sizeof(r->map_refs));
+	}
+}
+
+/* Move the data path's alloc-dirty bits into the map's dirty leaves. */
+static void commit_collect_allocs(struct bs_blob *blob)
+{
+	for (uint64_t w = 0; w < blob->alloc_dirty_words; w++) {
+		uint64_t bits = __atomic_exchange_n(&blob->alloc_dirty[w], 0, __ATOMIC_ACQ_REL);
+
+		while (bits != 0) {
+			uint64_t leaf = w * 64 + (uint64_t)__builtin_ctzll(bits);
+
+			bits &= bits - 1;
+			blob_map_mark_dirty(&blob->map, leaf * MD_EXTENTS_PER_PAGE);
+		}
+	}
+}
+
+/* Write every page of the commit, then ONE flush (D4). */
+static void commit_submit(struct commit *c)
+{
+	struct md_batch *b = md_batch_new(c->bs, commit_write_cpl, c);
+
+	if (b == NULL) {
+		commit_undo_pages(c);
+		commit_finish(c, -ENOMEM);
+		return;
+	}
+	for (uint32_t i = 0; c->have_plan && i < c->plan.nwrites; i++)
+		md_batch_write(b, c->plan.writes[i].page, c->bs->pool_start + c->plan.writes[i].pool_idx, 1);
+	for (uint32_t i = 0; c->xattr_pages && i < c->nxattr; i++)
+		md_batch_write(b, c->xattr_pages + (uint64_t)i * MD_PAGE_SIZE,
+			       c->bs->pool_start + c->xattr_refs[i].pool_idx, 1);
+	md_batch_write(b, c->root, c->root->hdr.page_no, 1);
+	md_batch_flush(b); /* D4 */
+	md_batch_close(b);
+}
+
+static void commit_data_cpl(void *cb_arg, int err)
+{
+	struct commit *c = cb_arg;
+
+	if (err != 0) {
+		store_latch_error(c->bs, err, "data flush before commit");
+		commit_undo_pages(c);
+		commit_finish(c, -EIO);
+		return;
+	}
+	commit_submit(c);
+}
+
+/*
+ * Render every page of the commit from the map as it is now. D9: any entry
+ * visible here was published after its cluster's zeroing completed, so the
+ * data flush issued after this render makes it durable before the map is.
+ */
+static void commit_build(struct commit *c)
+{
+	struct bs_blob *blob = c->blob;
+	struct blob_map_alloc alloc = { pool_page_alloc, c->bs };
+	struct blob_map_id id = { blob->id, c->bs->store_id, c->bs->pool_start };
+	struct md_batch *b;
+	int rc = 0;
+
+	c->gen = c->bs->txn_next++;
+	c->target = blob->root_page == 0 ? 1 : 0; /* D3 */
+	c->npending = blob->npending_free;
+	c->allocs = atomic_load(&blob->allocs);
+	c->root = md_alloc_pages(1);
+	if (c->root == NULL)
+		rc = -ENOMEM;
+	if (rc == 0 && !c->tombstone) {
+		commit_collect_allocs(blob);
+		c->have_plan = true;
+		rc = blob_map_commit_prepare(&blob->map, &id, c->gen, &alloc, &c->plan);
+	}
+	if (rc == 0)
+		rc = commit_build_xattrs(c);
+	if (rc != 0) {
+		commit_undo_pages(c);
+		commit_finish(c, rc);
+		return;
+	}
+	commit_build_root(c);
+	md_page_seal(c->root);
+	if (c->tombstone || c->allocs == blob->allocs_committed) {
+		commit_submit(c);
+		return;
+	}
+	b = md_batch_new(c->bs, commit_data_cpl, c); /* D9 */
+	if (b == NULL) {
+		commit_undo_pages(c);
+		commit_finish(c, -ENOMEM);
+		return;
+	}
+	md_batch_flush(b);
+	md_batch_close(b);
+}
+
+static void commit_dirty_cpl(void *cb_arg, int err)
+{
+	struct commit *c = cb_arg;
+
+	if (err != 0) {
+		commit_finish(c, -EIO);
+		return;
+	}
+	commit_build(c);
+}
+
+static void commit_start(struct commit *c)
+{
+	c->blob->syncing = true;
+	store_mark_dirty(c->bs, commit_dirty_cpl, c); /* D7 */
+}
+
+static void commit_finish(struct commit *c, int err)
+{
+	struct bs_blob *blob = c->blob;
+	struct blob_sync_waiter *w;
+
+	if (c->have_plan)
+		blob_map_plan_free(&c->plan);
+	md_free_pages(c->root);
+	md_free_pages(c->xattr_pages);
+	blob->syncing = false;
+	while ((w = TAILQ_FIRST(&c->waiters)) != NULL) {
+		TAILQ_REMOVE(&c->waiters, w, link);
+		w->cb_fn(w->cb_arg, err);
+		free(w);
+	}
+	free(c);
+	if (!TAILQ_EMPTY(&blob->sync_next)) {
+		/* Coalesced round for everyone who asked meanwhile. */
+		struct commit *next = calloc(1, sizeof(*next));
+
+		if (next == NULL)
+			return;
+		next->blob = blob;
+		next->bs = blob->bs;
+		TAILQ_INIT(&next->waiters);
+		TAILQ_CONCAT(&next->waiters, &blob->sync_next, link);
+		commit_start(next);
+	}
+}
+
+/*
+ * Commit @blob's metadata (or a tombstone, D11). Calls made while a commit
+ * of the blob runs are coalesced into one more round after it.
+ */
+void blob_commit(struct bs_blob *blob, bool tombstone, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	struct bs_store *bs = blob->bs;
+	struct blob_sync_waiter *w = malloc(sizeof(*w));
+	struct commit *c;
+
+	if (w == NULL) {
+		store_defer_cpl(cb_fn, cb_arg, -ENOMEM);
+		return;
+	}
+	w->cb_fn = cb_fn;
+	w->cb_arg = cb_arg;
+	if (blob->syncing) {
+		assert(!tombstone);
+		TAILQ_INSERT_TAIL(&blob->sync_next, w, link);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		free(w);
+		store_defer_cpl(cb_fn, cb_arg, -ENOMEM);
+		return;
+	}
+	c->blob = blob;
+	c->bs = bs;
+	c->tombstone = tombstone;
+	TAILQ_INIT(&c->waiters);
+	TAILQ_INSERT_TAIL(&c->waiters, w, link);
+	commit_start(c);
+}

@@ -1,0 +1,460 @@
+/*
+ * Data path: blob reads, writes, unmaps and write-zeroes through a
+ * per-thread channel.
+ *
+ * A channel owns a fixed pool of requests (max_channel_ops), allocated when
+ * the channel is created: the IO path never allocates. A request is cut at
+ * cluster boundaries into pieces; up to REQ_PIECES pieces are in flight at
+ * once, each a device IO on this thread's device channel.
+ *
+ * Thin allocation needs no trip to the metadata thread: the writer claims a
+ * free cluster (atomic bitmap), zeroes it unless it is known-zero, and only
+ * then publishes it in the blob's map with a compare-and-swap (D8). If
+ * another writer published first, the loser gives its cluster back and
+ * writes into the winner's. The map change is committed by the next sync or
+ * store flush (D9).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blob/store_int.h"
+#include "util/assert_int.h"
+#include "util/log_int.h"
+
+#define REQ_PIECES 4
+#define PIECE_IOV_MAX 32
+
+enum req_op { REQ_READ, REQ_WRITE, REQ_UNMAP, REQ_WRITE_ZEROES };
+
+struct blob_req;
+
+struct req_piece {
+	struct bs_dev_io dio;
+	struct blob_req *req;
+	uint64_t cl_idx;
+	uint64_t off;			/* io units into the cluster */
+	uint64_t len;
+	uint64_t byte_off;		/* into the request's buffer */
+	uint32_t cluster;		/* claimed, waiting to be published */
+	bool busy;
+	struct iovec iov[PIECE_IOV_MAX];
+	int iovcnt;
+};
+
+struct blob_req {
+	struct blob_req *next_free;
+	struct blob_channel *ch;
+	struct bs_blob *blob;
+	bs_cpl_fn cb_fn;
+	void *cb_arg;
+	enum req_op op;
+	struct iovec *iov;
+	int iovcnt;
+	struct iovec one;
+	uint64_t offset;
+	uint64_t end;
+	uint64_t pos;
+	uint32_t inflight;
+	int err;
+	bool finishing;
+	struct bs_defer defer;
+	struct req_piece pieces[REQ_PIECES];
+};
+
+struct blob_channel {
+	struct bs_store *bs;
+	struct bs_io_channel *dev_ch;
+	struct blob_req *reqs;
+	struct blob_req *free;
+};
+
+/* ---------------------------------------------------------- channels */
+
+static int blob_channel_create(void *io_device, void *ctx)
+{
+	struct bs_store *bs = io_device;
+	struct blob_channel *ch = ctx;
+
+	ch->bs = bs;
+	ch->dev_ch = bs_dev_get_channel(bs->dev);
+	if (ch->dev_ch == NULL)
+		return -errno;
+	ch->reqs = calloc(bs->max_channel_ops, sizeof(*ch->reqs));
+	if (ch->reqs == NULL) {
+		bs_dev_put_channel(ch->dev_ch);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < bs->max_channel_ops; i++) {
+		ch->reqs[i].ch = ch;
+		ch->reqs[i].next_free = ch->free;
+		ch->free = &ch->reqs[i];
+	}
+	return 0;
+}
+
+static void blob_channel_destroy(void *io_device, void *ctx)
+{
+	struct blob_channel *ch = ctx;
+
+	free(ch->reqs);
+	bs_dev_put_channel(ch->dev_ch);
+}
+
+int store_register_io(struct bs_store *bs)
+{
+	return bs_io_device_register(bs, blob_channel_create, blob_channel_destroy,
+				     sizeof(struct blob_channel), "blobstore");
+}
+
+struct bs_io_channel *bs_alloc_channel(struct bs_store *bs)
+{
+	if (bs == NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return bs_get_io_channel(bs);
+}
+
+void bs_free_channel(struct bs_io_channel *ch)
+{
+	if (ch != NULL)
+		bs_put_io_channel(ch);
+}
+
+/* ---------------------------------------------------------- completion */
+
+static void req_deliver(void *ctx)
+{
+	struct blob_req *req = ctx;
+	struct blob_channel *ch = req->ch;
+	bs_cpl_fn cb_fn = req->cb_fn;
+	void *cb_arg = req->cb_arg;
+	int err = req->err;
+
+	atomic_fetch_sub(&req->blob->inflight, 1);
+	req->next_free = ch->free;
+	ch->free = req;
+	cb_fn(cb_arg, err);
+}
+
+/* Finish the request on a later poll: never inline with the submission. */
+static void req_finish(struct blob_req *req)
+{
+	if (req->finishing)
+		return;
+	req->finishing = true;
+	bs_thread_defer(&req->defer, req_deliver, req);
+}
+
+static void req_pump(struct blob_req *req);
+
+static void req_piece_done(struct req_piece *p, int err)
+{
+	struct blob_req *req = p->req;
+
+	p->busy = false;
+	req->inflight--;
+	if (err != 0 && req->err == 0)
+		req->err = err; /* first error wins */
+	req_pump(req);
+}
+
+static void piece_io_cpl(void *cb_arg, int err)
+{
+	req_piece_done(cb_arg, err);
+}
+
+/* ---------------------------------------------------------- pieces */
+
+/* Point p->iov at bytes [byte_off, byte_off + n) of the request buffer. */
+static int piece_slice_iov(struct req_piece *p, uint64_t n)
+{
+	struct blob_req *req = p->req;
+	uint64_t skip = p->byte_off;
+	int out = 0;
+
+	for (int i = 0; i < req->iovcnt && n > 0; i++) {
+		uint64_t len = req->iov[i].iov_len;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		if (out == PIECE_IOV_MAX)
+			return -EINVAL;
+		p->iov[out].iov_base = (uint8_t *)req->iov[i].iov_base + skip;
+		p->iov[out].iov_len = BS_MIN(len - skip, n);
+		n -= p->iov[out].iov_len;
+		skip = 0;
+		out++;
+	}
+	p->iovcnt = out;
+	return n == 0 ? 0 : -EINVAL;
+}
+
+static void piece_zero_fill(struct req_piece *p)
+{
+	for (int i = 0; i < p->iovcnt; i++)
+		memset(p->iov[i].iov_base, 0, p->iov[i].iov_len);
+}
+
+static uint64_t piece_lba(const struct req_piece *p, uint32_t cluster)
+{
+	return (uint64_t)cluster * p->req->ch->bs->blocks_per_cluster + p->off;
+}
+
+static void piece_write_to(struct req_piece *p, uint32_t cluster)
+{
+	struct blob_req *req = p->req;
+
+	bs_dev_writev(req->ch->dev_ch, &p->dio, p->iov, p->iovcnt, piece_lba(p, cluster), p->len,
+		      piece_io_cpl, p);
+}
+
+/*
+ * Publish a freshly claimed (and now zero) cluster in the map. The loser of
+ * a race releases its cluster and writes into the winner's.
+ */
+static void piece_publish(struct req_piece *p, bool still_zero)
+{
+	struct bs_blob *blob = p->req->blob;
+	struct bs_store *bs = p->req->ch->bs;
+	uint32_t c = p->cluster;
+
+	p->cluster = 0;
+	if (blob_map_claim(&blob->map, p->cl_idx, c)) {
+		blob_note_alloc(blob, p->cl_idx);
+		atomic_fetch_add(&blob->allocs, 1);
+	} else {
+		cluster_release(bs, c, still_zero);
+		c = blob_map_get(&blob->map, p->cl_idx);
+	}
+	piece_write_to(p, c);
+}
+
+static void piece_zeroed_cpl(void *cb_arg, int err)
+{
+	struct req_piece *p = cb_arg;
+
+	if (err != 0) {
+		cluster_release(p->req->ch->bs, p->cluster, false);
+		p->cluster = 0;
+		req_piece_done(p, err);
+		return;
+	}
+	piece_publish(p, false);
+}
+
+/* First write to an unallocated cluster of a thin blob. */
+static void piece_allocate(struct req_piece *p)
+{
+	struct bs_store *bs = p->req->ch->bs;
+	bool zeroed = false;
+	uint32_t c = cluster_claim(bs, &zeroed);
+
+	if (c == 0) {
+		req_piece_done(p, -ENOSPC);
+		return;
+	}
+	p->cluster = c;
+	if (zeroed) {
+		piece_publish(p, true);
+		return;
+	}
+	bs_dev_write_zeroes(p->req->ch->dev_ch, &p->dio, (uint64_t)c * bs->blocks_per_cluster,
+			    bs->blocks_per_cluster, piece_zeroed_cpl, p); /* D8 */
+}
+
+static void piece_issue(struct req_piece *p)
+{
+	struct blob_req *req = p->req;
+	struct bs_io_channel *dch = req->ch->dev_ch;
+	uint32_t c = blob_map_get(&req->blob->map, p->cl_idx);
+
+	switch (req->op) {
+	case REQ_READ:
+		if (c == 0) {
+			piece_zero_fill(p);
+			req_piece_done(p, 0);
+			return;
+		}
+		bs_dev_readv(dch, &p->dio, p->iov, p->iovcnt, piece_lba(p, c), p->len,
+			     piece_io_cpl, p);
+		return;
+	case REQ_WRITE:
+		if (c != 0)
+			piece_write_to(p, c);
+		else
+			piece_allocate(p);
+		return;
+	case REQ_UNMAP:
+	case REQ_WRITE_ZEROES:
+		if (c == 0) {
+			req_piece_done(p, 0); /* unallocated: already reads as zeros */
+			return;
+		}
+		bs_dev_write_zeroes(dch, &p->dio, piece_lba(p, c), p->len, piece_io_cpl, p);
+		return;
+	}
+}
+
+/* Start the next piece in @p. False when nothing is left to issue. */
+static bool req_next_piece(struct blob_req *req, struct req_piece *p)
+{
+	struct bs_store *bs = req->ch->bs;
+	uint64_t bpc = bs->blocks_per_cluster;
+
+	if (req->pos >= req->end || req->err != 0)
+		return false;
+	p->req = req;
+	p->cl_idx = req->pos / bpc;
+	p->off = req->pos % bpc;
+	p->len = BS_MIN(bpc - p->off, req->end - req->pos);
+	p->byte_off = (req->pos - req->offset) * bs->block_len;
+	p->cluster = 0;
+	req->pos += p->len;
+	p->busy = true;
+	req->inflight++;
+	if ((req->op == REQ_READ || req->op == REQ_WRITE) &&
+	    piece_slice_iov(p, p->len * bs->block_len) != 0) {
+		LOG_ERR("blob io: more than %d iovec segments in one cluster", PIECE_IOV_MAX);
+		req_piece_done(p, -EINVAL);
+		return false;
+	}
+	piece_issue(p);
+	return true;
+}
+
+/*
+ * Keep up to REQ_PIECES pieces in flight; finish when all are done. Pieces
+ * that complete synchronously (holes) re-enter here, so loop, do not recurse
+ * deeply: a piece done inline only decrements and returns to this loop.
+ */
+static void req_pump(struct blob_req *req)
+{
+	static __thread int depth;
+
+	if (depth > 0)
+		return; /* the outer pump loop picks up */
+	depth++;
+	for (bool progress = true; progress;) {
+		progress = false;
+		for (int i = 0; i < REQ_PIECES; i++) {
+			if (!req->pieces[i].busy && req_next_piece(req, &req->pieces[i]))
+				progress = true;
+		}
+	}
+	depth--;
+	if (req->inflight == 0 && (req->pos >= req->end || req->err != 0))
+		req_finish(req);
+}
+
+/* ---------------------------------------------------------- submission */
+
+static int io_check(struct bs_blob *blob, struct blob_channel *ch, enum req_op op,
+		    uint64_t offset, uint64_t length)
+{
+	if (blob == NULL || blob->state != BLOB_OPEN)
+		return -EBADF;
+	if (ch->bs != blob->bs)
+		return -EINVAL;
+	if (length == 0)
+		return -EINVAL;
+	if (offset > bs_blob_get_num_io_units(blob) ||
+	    length > bs_blob_get_num_io_units(blob) - offset)
+		return -ERANGE;
+	if (op != REQ_READ && blob->data_ro)
+		return -EPERM;
+	return 0;
+}
+
+static void io_submit(struct bs_blob *blob, struct bs_io_channel *io_ch, enum req_op op,
+		      struct iovec *iov, int iovcnt, uint64_t offset, uint64_t length,
+		      bs_cpl_fn cb_fn, void *cb_arg)
+{
+	struct blob_channel *ch = bs_io_channel_get_ctx(io_ch);
+	int rc = io_check(blob, ch, op, offset, length);
+	struct blob_req *req;
+
+	if (rc == 0 && (op == REQ_READ || op == REQ_WRITE) && (iov == NULL || iovcnt < 1))
+		rc = -EINVAL;
+	if (rc == 0 && ch->free == NULL)
+		rc = -EAGAIN;
+	if (rc != 0) {
+		store_defer_cpl(cb_fn, cb_arg, rc);
+		return;
+	}
+	req = ch->free;
+	ch->free = req->next_free;
+	atomic_fetch_add(&blob->inflight, 1);
+	req->blob = blob;
+	req->cb_fn = cb_fn;
+	req->cb_arg = cb_arg;
+	req->op = op;
+	req->iov = iov;
+	req->iovcnt = iovcnt;
+	req->offset = offset;
+	req->pos = offset;
+	req->end = offset + length;
+	req->inflight = 0;
+	req->err = 0;
+	req->finishing = false;
+	req_pump(req);
+}
+
+void bs_blob_read(struct bs_blob *blob, struct bs_io_channel *ch, void *buf,
+		  uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	struct blob_channel *bch = bs_io_channel_get_ctx(ch);
+	struct iovec one = { buf, length * (blob ? blob->bs->block_len : 0) };
+	struct blob_req *req = bch->free;
+
+	/* Single buffers use the request's own iovec so nothing dangles. */
+	if (req != NULL) {
+		req->one = one;
+		io_submit(blob, ch, REQ_READ, &req->one, 1, offset, length, cb_fn, cb_arg);
+		return;
+	}
+	io_submit(blob, ch, REQ_READ, &one, 1, offset, length, cb_fn, cb_arg);
+}
+
+void bs_blob_write(struct bs_blob *blob, struct bs_io_channel *ch, const void *buf,
+		   uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	struct blob_channel *bch = bs_io_channel_get_ctx(ch);
+	struct iovec one = { (void *)buf, length * (blob ? blob->bs->block_len : 0) };
+	struct blob_req *req = bch->free;
+
+	if (req != NULL) {
+		req->one = one;
+		io_submit(blob, ch, REQ_WRITE, &req->one, 1, offset, length, cb_fn, cb_arg);
+		return;
+	}
+	io_submit(blob, ch, REQ_WRITE, &one, 1, offset, length, cb_fn, cb_arg);
+}
+
+void bs_blob_readv(struct bs_blob *blob, struct bs_io_channel *ch, struct iovec *iov,
+		   int iovcnt, uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	io_submit(blob, ch, REQ_READ, iov, iovcnt, offset, length, cb_fn, cb_arg);
+}
+
+void bs_blob_writev(struct bs_blob *blob, struct bs_io_channel *ch, struct iovec *iov,
+		    int iovcnt, uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	io_submit(blob, ch, REQ_WRITE, iov, iovcnt, offset, length, cb_fn, cb_arg);
+}
+
+void bs_blob_unmap(struct bs_blob *blob, struct bs_io_channel *ch, uint64_t offset,
+		   uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	io_submit(blob, ch, REQ_UNMAP, NULL, 0, offset, length, cb_fn, cb_arg);
+}
+
+void bs_blob_write_zeroes(struct bs_blob *blob, struct bs_io_channel *ch, uint64_t offset,
+			  uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	io_submit(blob, ch, REQ_WRITE_ZEROES, NULL, 0, offset, length, cb_fn, cb_arg);
+}

@@ -1,0 +1,359 @@
+/*
+ * Dirty recovery: rebuild every allocation mask from the blobs' metadata.
+ *
+ * The root region is read in windows of RECOVER_WINDOW slots, each window
+ * in large reads submitted together (deep queue, never a page at a time).
+ * For every slot the newest valid root is chosen (D3); each live blob's tree
+ * is then loaded, all blobs of a window in parallel, every page validated
+ * against its reference (D1). If a blob's newest tree is incomplete (a
+ * commit that was not durable when the power went), its previous root is
+ * used and, once recovery is done, rewritten as the newest so later loads
+ * agree. A blob with no valid tree is reported corrupt and skipped: its slot
+ * stays reserved, everything else loads.
+ *
+ * After recovery no free cluster counts as known-zero (D8).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blob/md_page.h"
+#include "blob/store_int.h"
+#include "util/assert_int.h"
+#include "util/log_int.h"
+
+#define RECOVER_WINDOW 2048u		/* slots per window: 16 MiB of root pages */
+#define RECOVER_READ_PAGES 256u		/* 1 MiB per read */
+
+struct recover;
+
+struct recover_blob {
+	struct recover *rc;
+	struct bs_blob *blob;
+	uint32_t slot;
+	int pick;			/* root page being tried */
+	int valid;			/* valid root pages */
+	bool fell_back;
+};
+
+struct recover {
+	struct bs_store *bs;
+	uint64_t window;		/* first slot of the current window */
+	uint64_t nslots;		/* slots in the current window */
+	struct md_root *pages;		/* the window's root pages */
+	uint32_t loading;		/* tree loads in flight */
+	uint64_t max_gen;
+	uint64_t max_inc;
+	struct bs_blob **repairs;	/* blobs whose previous root must be rewritten */
+	uint32_t nrepairs;
+	uint32_t repair_cap;
+	uint32_t repairing;
+	int err;
+	bs_cpl_fn cb_fn;
+	void *cb_arg;
+};
+
+static void recover_window(struct recover *rc);
+static void recover_try_root(struct recover_blob *rb);
+
+static void recover_done(struct recover *rc, int err)
+{
+	md_free_pages(rc->pages);
+	free(rc->repairs);
+	rc->cb_fn(rc->cb_arg, err);
+	free(rc);
+}
+
+/* Claim a cluster for a recovered blob; false on double ownership. */
+static bool recover_claim_clusters(struct bs_store *bs, struct bs_blob *blob)
+{
+	uint64_t i;
+
+	for (i = 0; i < blob->map.num_clusters; i++) {
+		uint32_t c = blob_map_get(&blob->map, i);
+
+		if (c != 0 && bitarray_get(&bs->clusters_used, c))
+			break;
+		if (c != 0)
+			bitarray_set(&bs->clusters_used, c);
+	}
+	if (i == blob->map.num_clusters)
+		return true;
+	LOG_ERR("recover: blob 0x%" PRIx64 ": cluster %u already owned by another blob",
+		blob->id, blob_map_get(&blob->map, i));
+	while (i-- > 0) {
+		uint32_t c = blob_map_get(&blob->map, i);
+
+		if (c != 0)
+			bitarray_clear(&bs->clusters_used, c);
+	}
+	return false;
+}
+
+static void recover_pool_cb(void *arg, uint32_t pool_idx)
+{
+	struct bs_store *bs = arg;
+
+	bitarray_set(&bs->pool_used, pool_idx);
+}
+
+static void recover_xattr_pages(struct bs_store *bs, const struct bs_blob *blob)
+{
+	for (uint32_t i = 0; i < blob->xattr_npages; i++)
+		bitarray_set(&bs->pool_used, blob->xattr_refs[i].pool_idx);
+}
+
+/* Record a slot as used by @blob (its incarnation, its generation). */
+static void recover_note_slot(struct recover *rc, uint32_t slot, uint64_t id, uint64_t gen)
+{
+	bitarray_set(&rc->bs->slots_used, slot);
+	rc->bs->slot_inc[slot] = BLOB_ID_INCARNATION(id);
+	rc->max_gen = BS_MAX(rc->max_gen, gen);
+}
+
+static void recover_corrupt(struct recover_blob *rb)
+{
+	struct bs_store *bs = rb->rc->bs;
+
+	LOG_ERR("recover: blob 0x%" PRIx64 " (slot %u): metadata corrupt; skipped",
+		rb->blob->id, rb->slot);
+	bitarray_set(&bs->slots_corrupt, rb->slot);
+	bs->report.corrupt_blobs++;
+}
+
+static int recover_add_repair(struct recover *rc, struct bs_blob *blob)
+{
+	if (rc->nrepairs == rc->repair_cap) {
+		uint32_t cap = rc->repair_cap ? rc->repair_cap * 2 : 16;
+		struct bs_blob **v = realloc(rc->repairs, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		rc->repairs = v;
+		rc->repair_cap = cap;
+	}
+	rc->repairs[rc->nrepairs++] = blob;
+	return 0;
+}
+
+/* One blob finished (loaded, fell back, or corrupt). */
+static void recover_blob_done(struct recover_blob *rb, int err)
+{
+	struct recover *rc = rb->rc;
+	struct bs_store *bs = rc->bs;
+	struct bs_blob *blob = rb->blob;
+	bool keep = false;
+
+	if (err == -ENOMEM && rc->err == 0)
+		rc->err = err;
+	if (err == 0 && !recover_claim_clusters(bs, blob))
+		err = -EILSEQ;
+	if (err == 0) {
+		blob_map_for_each_page(&blob->map, recover_pool_cb, bs);
+		recover_xattr_pages(bs, blob);
+		bs->report.blobs++;
+		if (rb->fell_back) {
+			bs->report.fallback_roots++;
+			keep = recover_add_repair(rc, blob) == 0;
+		}
+	} else if (err != -ENOMEM) {
+		recover_corrupt(rb);
+	}
+	if (!keep)
+		blob_destroy(blob);
+	free(rb);
+	if (--rc->loading == 0)
+		recover_window(rc);
+}
+
+static void recover_tree_cpl(void *cb_arg, int err)
+{
+	struct recover_blob *rb = cb_arg;
+	int other = 1 - rb->pick;
+
+	if (err != 0 && err != -ENOMEM && (rb->valid & (1 << other)) && !rb->fell_back) {
+		const struct md_root *o = &rb->rc->pages[(rb->slot - rb->rc->window) * 2 + other];
+
+		if (!(o->hdr.flags & MD_ROOT_F_DELETED) && o->hdr.blob_id == rb->blob->id) {
+			LOG_NOTICE("recover: blob 0x%" PRIx64 ": newest commit incomplete; "
+				   "using the previous one", rb->blob->id);
+			blob_free_md(rb->blob);
+			xattr_set_init(&rb->blob->xattrs);
+			rb->fell_back = true;
+			rb->pick = other;
+			recover_try_root(rb);
+			return;
+		}
+	}
+	recover_blob_done(rb, err);
+}
+
+/* Load the tree under root page rb->pick. */
+static void recover_try_root(struct recover_blob *rb)
+{
+	struct recover *rc = rb->rc;
+	const struct md_root *r = &rc->pages[(rb->slot - rc->window) * 2 + rb->pick];
+	int err = blob_apply_root(rb->blob, r);
+
+	if (err == -EOPNOTSUPP)
+		err = 0; /* unknown flags: still account for its space */
+	rb->blob->root_page = rb->pick;
+	rb->blob->root_gen = r->hdr.gen;
+	if (err != 0) {
+		recover_tree_cpl(rb, err);
+		return;
+	}
+	blob_tree_load(rc->bs, rb->blob, r, recover_tree_cpl, rb);
+}
+
+/* Decide what a slot holds and start loading a live blob. */
+static void recover_slot(struct recover *rc, uint32_t slot)
+{
+	const struct md_root *pages = &rc->pages[(slot - rc->window) * 2];
+	struct recover_blob *rb;
+	int valid, pick;
+	bool tomb;
+
+	pick = blob_root_pick(rc->bs, slot, pages, &valid, &tomb);
+	for (int p = 0; p < 2; p++) {
+		if (valid & (1 << p)) {
+			rc->max_gen = BS_MAX(rc->max_gen, pages[p].hdr.gen);
+			rc->max_inc = BS_MAX(rc->max_inc, BLOB_ID_INCARNATION(pages[p].hdr.blob_id));
+		}
+	}
+	if (pick == -ENOENT)
+		return;
+	rb = calloc(1, sizeof(*rb));
+	if (rb != NULL && pick == -EILSEQ) {
+		/* Something was written here but no page validates: keep it reserved. */
+		bitarray_set(&rc->bs->slots_used, slot);
+		bitarray_set(&rc->bs->slots_corrupt, slot);
+		rc->bs->report.corrupt_blobs++;
+		LOG_ERR("recover: slot %u: no valid root page; skipped", slot);
+		free(rb);
+		return;
+	}
+	rb = rb ? rb : NULL;
+	if (rb == NULL || (rb->blob = blob_alloc(rc->bs, pages[pick].hdr.blob_id)) == NULL) {
+		free(rb);
+		rc->err = -ENOMEM;
+		return;
+	}
+	rb->rc = rc;
+	rb->slot = slot;
+	rb->pick = pick;
+	rb->valid = valid;
+	recover_note_slot(rc, slot, pages[pick].hdr.blob_id, pages[pick].hdr.gen);
+	rc->loading++;
+	recover_try_root(rb);
+}
+
+static void recover_window_read_cpl(void *cb_arg, int err)
+{
+	struct recover *rc = cb_arg;
+
+	if (err != 0) {
+		LOG_ERR("recover: reading root slots failed: %s", strerror(-err));
+		recover_done(rc, err);
+		return;
+	}
+	rc->bs->report.md_bytes_read += rc->nslots * 2 * MD_PAGE_SIZE;
+	rc->loading = 1; /* hold the window open while slots start */
+	for (uint64_t s = rc->window; s < rc->window + rc->nslots && rc->err == 0; s++)
+		recover_slot(rc, (uint32_t)s);
+	if (--rc->loading == 0)
+		recover_window(rc);
+}
+
+static void recover_finish(struct recover *rc);
+
+/* Read the next window of root slots in large reads, all in flight at once. */
+static void recover_window(struct recover *rc)
+{
+	struct bs_store *bs = rc->bs;
+	uint64_t pages, first;
+	struct md_batch *b;
+
+	if (rc->err != 0) {
+		recover_done(rc, rc->err);
+		return;
+	}
+	rc->window += rc->nslots;
+	if (rc->window >= bs->max_blobs) {
+		recover_finish(rc);
+		return;
+	}
+	rc->nslots = BS_MIN((uint64_t)RECOVER_WINDOW, bs->max_blobs - rc->window);
+	pages = rc->nslots * 2;
+	first = bs->root_start + rc->window * 2;
+	b = md_batch_new(bs, recover_window_read_cpl, rc);
+	if (b == NULL) {
+		recover_done(rc, -ENOMEM);
+		return;
+	}
+	for (uint64_t off = 0; off < pages; off += RECOVER_READ_PAGES)
+		md_batch_read(b, (uint8_t *)rc->pages + off * MD_PAGE_SIZE, first + off,
+			      BS_MIN((uint64_t)RECOVER_READ_PAGES, pages - off));
+	md_batch_close(b);
+}
+
+static void recover_repair_cpl(void *cb_arg, int err)
+{
+	struct recover *rc = cb_arg;
+
+	if (err != 0 && rc->err == 0)
+		rc->err = err;
+	if (--rc->repairing > 0)
+		return;
+	for (uint32_t i = 0; i < rc->nrepairs; i++)
+		blob_destroy(rc->repairs[i]);
+	recover_done(rc, rc->err);
+}
+
+/* Counters and masks from what was found; then repair fallbacks (D3). */
+static void recover_finish(struct recover *rc)
+{
+	struct bs_store *bs = rc->bs;
+
+	bitarray_set_range(&bs->clusters_used, 0, bs->md_clusters);
+	bitarray_clear_all(&bs->zeroed); /* D8 */
+	atomic_store(&bs->free_clusters, bs->total_clusters - bitarray_count_set(&bs->clusters_used));
+	atomic_store(&bs->alloc_hint, bs->md_clusters);
+	bs->txn_next = rc->max_gen + 1;
+	bs->id_next = rc->max_inc + 1;
+	if ((uint32_t)bs->id_next == 0)
+		bs->id_next++;
+	bs->report.recovered = true;
+	LOG_NOTICE("recover: %" PRIu64 " blobs, %" PRIu64 " corrupt, %" PRIu64
+		   " from their previous commit", bs->report.blobs, bs->report.corrupt_blobs,
+		   bs->report.fallback_roots);
+	if (rc->nrepairs == 0) {
+		recover_done(rc, 0);
+		return;
+	}
+	rc->repairing = rc->nrepairs;
+	for (uint32_t i = 0; i < rc->nrepairs; i++)
+		blob_commit(rc->repairs[i], false, recover_repair_cpl, rc);
+}
+
+void store_recover(struct bs_store *bs, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	struct recover *rc = calloc(1, sizeof(*rc));
+
+	if (rc == NULL || (rc->pages = md_alloc_pages(2ull * RECOVER_WINDOW)) == NULL) {
+		free(rc);
+		store_defer_cpl(cb_fn, cb_arg, -ENOMEM);
+		return;
+	}
+	rc->bs = bs;
+	rc->cb_fn = cb_fn;
+	rc->cb_arg = cb_arg;
+	bitarray_clear_all(&bs->slots_corrupt);
+	bs->report.blobs = 0;
+	bs->report.corrupt_blobs = 0;
+	bs->report.fallback_roots = 0;
+	rc->window = 0;
+	rc->nslots = 0;
+	recover_window(rc);
+}

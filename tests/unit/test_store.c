@@ -1,0 +1,338 @@
+/*
+ * Store suite: lifecycle, persistence across clean unload/load and across
+ * dirty shutdown, blob operations, xattrs, thin provisioning, the data path,
+ * bad input. Every case runs under each geometry in g_params (512 B and
+ * 4 KiB blocks, 64 KiB and 1 MiB clusters).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_env.h"
+
+static const struct store_param g_params[] = {
+	{ 512, 64 * 1024, 32ull << 20 },
+	{ 4096, 64 * 1024, 32ull << 20 },
+	{ 512, 1024 * 1024, 128ull << 20 },
+	{ 4096, 1024 * 1024, 128ull << 20 },
+};
+
+static int setup(void **state)
+{
+	struct store_env *e = calloc(1, sizeof(*e));
+
+	env_setup(e, *state);
+	*state = e;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct store_env *e = *state;
+
+	env_teardown(e);
+	free(e);
+	return 0;
+}
+
+static void assert_consistent(struct store_env *e)
+{
+	struct bs_check_report r;
+
+	assert_int_equal(env_check(e, &r), 0);
+	assert_int_equal(r.problems, 0);
+}
+
+/* io units per cluster */
+static uint64_t upc(struct store_env *e)
+{
+	return e->cluster_size / e->block_len;
+}
+
+static void test_init_unload_load_clean(void **state)
+{
+	struct store_env *e = *state;
+	struct bs_load_report rep;
+	uint64_t free_before;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	free_before = bs_get_free_cluster_count(e->bs);
+	assert_true(free_before > 0);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), bs_get_total_data_cluster_count(e->bs));
+	assert_int_equal(bs_get_io_unit_size(e->bs), e->block_len);
+	assert_int_equal(bs_get_cluster_size(e->bs), e->cluster_size);
+	assert_consistent(e);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	bs_get_load_report(e->bs, &rep);
+	assert_true(rep.was_clean);
+	assert_false(rep.recovered);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free_before);
+	assert_consistent(e);
+}
+
+static void test_create_write_read_persist(void **state)
+{
+	struct store_env *e = *state;
+	uint64_t n = upc(e) * 3;
+	uint8_t *w = env_buf(n * e->block_len), *r = env_buf(n * e->block_len);
+	struct bs_blob *b;
+	bs_blob_id id;
+
+	th_fill(w, n * e->block_len, 1);
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 4, false, &id), 0);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(bs_blob_get_num_clusters(b), 4);
+	assert_int_equal(bs_blob_get_num_allocated_clusters(b), 4);
+	/* Unaligned to clusters: spans four clusters. */
+	assert_int_equal(env_write(e, b, w, upc(e) / 2, n), 0);
+	assert_int_equal(env_read(e, b, r, upc(e) / 2, n), 0);
+	assert_memory_equal(w, r, n * e->block_len);
+	assert_int_equal(env_sync(e, b), 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_consistent(e);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(env_open(e, id, &b), 0);
+	memset(r, 0, n * e->block_len);
+	assert_int_equal(env_read(e, b, r, upc(e) / 2, n), 0);
+	assert_memory_equal(w, r, n * e->block_len);
+	assert_int_equal(env_close(e, b), 0);
+	assert_consistent(e);
+	free(w);
+	free(r);
+}
+
+static void test_dirty_shutdown_recovers_synced_state(void **state)
+{
+	struct store_env *e = *state;
+	uint64_t n = upc(e);
+	uint8_t *w = env_buf(n * e->block_len), *r = env_buf(n * e->block_len);
+	struct bs_load_report rep;
+	struct bs_blob *b;
+	bs_blob_id id, id2;
+
+	th_fill(w, n * e->block_len, 2);
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 2, true, &id), 0);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(bs_blob_set_xattr(b, "name", "alpha", 5), 0);
+	assert_int_equal(env_write(e, b, w, n, n), 0);
+	assert_int_equal(env_sync(e, b), 0);
+	/* Unsynced changes after the sync: may or may not survive, never corrupt. */
+	assert_int_equal(bs_blob_set_xattr(b, "name", "beta", 4), 0);
+	assert_int_equal(env_create(e, 1, false, &id2), 0);
+	env_crash(e, BS_CUT_DROP_ALL, 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	bs_get_load_report(e->bs, &rep);
+	assert_true(rep.recovered);
+	assert_int_equal(env_open(e, id, &b), 0);
+	{
+		const void *v;
+		uint32_t len;
+
+		assert_int_equal(bs_blob_get_xattr(b, "name", &v, &len), 0);
+		assert_int_equal(len, 5);
+		assert_memory_equal(v, "alpha", 5);
+	}
+	assert_int_equal(bs_blob_get_num_allocated_clusters(b), 1);
+	assert_int_equal(env_read(e, b, r, n, n), 0);
+	assert_memory_equal(w, r, n * e->block_len);
+	assert_int_equal(env_close(e, b), 0);
+	/* The second create completed, so it is durable. */
+	assert_int_equal(env_open(e, id2, &b), 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_consistent(e);
+	free(w);
+	free(r);
+}
+
+static void test_thin_reads_zero_and_allocates(void **state)
+{
+	struct store_env *e = *state;
+	uint64_t n = 8;
+	uint8_t *w = env_buf(n * e->block_len), *r = env_buf(n * e->block_len);
+	uint64_t free0;
+	struct bs_blob *b;
+	bs_blob_id id;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	free0 = bs_get_free_cluster_count(e->bs);
+	assert_int_equal(env_create(e, 10, true, &id), 0);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free0);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_true(bs_blob_is_thin(b));
+	memset(r, 0xAA, n * e->block_len);
+	assert_int_equal(env_read(e, b, r, 5 * upc(e), n), 0);
+	for (uint64_t i = 0; i < n * e->block_len; i++)
+		assert_int_equal(r[i], 0);
+	th_fill(w, n * e->block_len, 3);
+	assert_int_equal(env_write(e, b, w, 5 * upc(e) + 3, n), 0);
+	assert_int_equal(bs_blob_get_num_allocated_clusters(b), 1);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free0 - 1);
+	assert_int_equal(bs_blob_next_allocated_io_unit(b, 0), 5 * upc(e));
+	assert_int_equal(bs_blob_next_unallocated_io_unit(b, 5 * upc(e)), 6 * upc(e));
+	assert_int_equal(env_read(e, b, r, 5 * upc(e) + 3, n), 0);
+	assert_memory_equal(w, r, n * e->block_len);
+	/* The rest of the new cluster reads as zeros (D8). */
+	assert_int_equal(env_read(e, b, r, 5 * upc(e) + 3 + n, n), 0);
+	for (uint64_t i = 0; i < n * e->block_len; i++)
+		assert_int_equal(r[i], 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_consistent(e);
+	free(w);
+	free(r);
+}
+
+static void test_delete_frees_everything(void **state)
+{
+	struct store_env *e = *state;
+	uint64_t free0;
+	bs_blob_id id;
+	struct bs_blob *b;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	free0 = bs_get_free_cluster_count(e->bs);
+	assert_int_equal(env_create(e, 5, false, &id), 0);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free0 - 5);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(env_delete(e, id), -EBUSY);
+	assert_int_equal(env_close(e, b), 0);
+	assert_int_equal(env_delete(e, id), 0);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free0);
+	assert_int_equal(env_open(e, id, &b), -ENOENT);
+	assert_int_equal(env_delete(e, id), -ENOENT);
+	assert_int_equal(bs_iter_first(e->bs), BS_BLOB_ID_INVALID);
+	assert_consistent(e);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(env_open(e, id, &b), -ENOENT);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free0);
+}
+
+static void test_resize_and_iterate(void **state)
+{
+	struct store_env *e = *state;
+	bs_blob_id ids[3], it;
+	struct bs_blob *b;
+	uint64_t free0;
+	int n = 0;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	free0 = bs_get_free_cluster_count(e->bs);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(env_create(e, 1, false, &ids[i]), 0);
+	for (it = bs_iter_first(e->bs); it != BS_BLOB_ID_INVALID; it = bs_iter_next(e->bs, it))
+		assert_int_equal(it, ids[n++]);
+	assert_int_equal(n, 3);
+	assert_int_equal(env_open(e, ids[1], &b), 0);
+	assert_int_equal(env_resize(e, b, 6), 0);
+	assert_int_equal(bs_blob_get_num_clusters(b), 6);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free0 - 8);
+	assert_int_equal(env_sync(e, b), 0);
+	assert_int_equal(env_resize(e, b, 2), 0);
+	/* Released only after the shrink is durable (D5). */
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free0 - 8);
+	assert_int_equal(env_sync(e, b), 0);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free0 - 4);
+	assert_int_equal(env_close(e, b), 0);
+	assert_consistent(e);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(env_open(e, ids[1], &b), 0);
+	assert_int_equal(bs_blob_get_num_clusters(b), 2);
+	assert_int_equal(env_close(e, b), 0);
+	assert_consistent(e);
+}
+
+static void test_xattrs_large_and_persistent(void **state)
+{
+	struct store_env *e = *state;
+	uint8_t *big = malloc(65536);
+	struct bs_blob *b;
+	const void *v;
+	uint32_t len;
+	bs_blob_id id;
+
+	th_fill(big, 65536, 9);
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 0, true, &id), 0);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(bs_blob_set_xattr(b, "big", big, 65536), 0);
+	assert_int_equal(bs_blob_set_xattr(b, "small", "x", 1), 0);
+	assert_int_equal(bs_blob_set_xattr(b, "toolong", big, 65537), -EINVAL);
+	assert_int_equal(bs_blob_set_xattr(b, "", "x", 1), -EINVAL);
+	assert_int_equal(bs_blob_set_xattr(b, "big2", big, 65536), -ENOSPC);
+	assert_int_equal(bs_blob_get_xattr_count(b), 2);
+	assert_int_equal(env_sync(e, b), 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(bs_blob_get_xattr(b, "big", &v, &len), 0);
+	assert_int_equal(len, 65536);
+	assert_memory_equal(v, big, 65536);
+	assert_int_equal(bs_blob_remove_xattr(b, "big"), 0);
+	assert_int_equal(bs_blob_remove_xattr(b, "big"), -ENOENT);
+	assert_int_equal(env_close(e, b), 0); /* close syncs */
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(bs_blob_get_xattr(b, "big", &v, &len), -ENOENT);
+	assert_int_equal(bs_blob_get_xattr(b, "small", &v, &len), 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_consistent(e);
+	free(big);
+}
+
+static void test_bad_input(void **state)
+{
+	struct store_env *e = *state;
+	uint8_t *buf = env_buf(e->cluster_size * 2);
+	struct bs_blob *b;
+	bs_blob_id id;
+
+	/* Not a store. */
+	assert_int_equal(env_load(e, NULL), -EILSEQ);
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 1, false, &id), 0);
+	assert_int_equal(env_open(e, 0, &b), -ENOENT);
+	assert_int_equal(env_open(e, id + 1, &b), -ENOENT);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(env_write(e, b, buf, 0, 0), -EINVAL);
+	assert_int_equal(env_write(e, b, buf, upc(e), 1), -ERANGE);
+	assert_int_equal(env_read(e, b, buf, 0, upc(e) + 1), -ERANGE);
+	assert_int_equal(env_unload(e), -EBUSY);
+	assert_int_equal(bs_blob_set_read_only(b), 0);
+	assert_int_equal(env_write(e, b, buf, 0, 1), -EPERM);
+	assert_int_equal(env_resize(e, b, 3), -EPERM);
+	assert_int_equal(env_close(e, b), 0);
+	/* A closed handle is refused, not dereferenced into freed memory. */
+	assert_int_equal(env_read(e, b, buf, 0, 1), -EBADF);
+	assert_int_equal(env_close(e, b), -EBADF);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_true(bs_blob_is_read_only(b));
+	assert_int_equal(env_close(e, b), 0);
+	free(buf);
+}
+
+#define PARAM_TESTS(fn)                                                                   \
+	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[0]), \
+	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[1]), \
+	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[2]), \
+	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[3])
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		PARAM_TESTS(test_init_unload_load_clean),
+		PARAM_TESTS(test_create_write_read_persist),
+		PARAM_TESTS(test_dirty_shutdown_recovers_synced_state),
+		PARAM_TESTS(test_thin_reads_zero_and_allocates),
+		PARAM_TESTS(test_delete_frees_everything),
+		PARAM_TESTS(test_resize_and_iterate),
+		PARAM_TESTS(test_xattrs_large_and_persistent),
+		PARAM_TESTS(test_bad_input),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -35,7 +35,8 @@ test-asan: build-asan
 test: test-normal test-asan
 
 demo: build
-	$(BUILD)/bin/devdemo $(BUILD)/demo.img
+	$(BUILD)/bin/devdemo $(BUILD)/demo-dev.img 64
+	$(BUILD)/bin/hello_blob --file $(BUILD)/demo-store.img
 
 bench: build
 	$(BUILD)/bin/devperf --file $(BUILD)/devperf.img

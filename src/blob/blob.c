@@ -59,6 +59,7 @@ struct bs_blob *blob_alloc(struct bs_store *bs, bs_blob_id id)
 	b->root_page = -1;
 	xattr_set_init(&b->xattrs);
 	TAILQ_INIT(&b->sync_next);
+	TAILQ_INIT(&b->open_waiters);
 	return b;
 }
 
@@ -149,7 +150,8 @@ static void slot_read(struct slot_read *sr, uint32_t slot)
 	sr->pages = md_alloc_pages(2);
 	b = sr->pages ? md_batch_new(sr->bs, sr->cb_fn, sr) : NULL;
 	if (b == NULL) {
-		slot_read_done(sr, -ENOMEM);
+		/* Through the step's own error path, so its state is undone. */
+		store_defer_cpl(sr->cb_fn, sr, -ENOMEM);
 		return;
 	}
 	md_batch_read(b, sr->pages, sr->bs->root_start + 2ull * slot, 2);
@@ -345,6 +347,22 @@ void bs_blob_create(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blo
 
 /* ---------------------------------------------------------- open */
 
+/* The first open finished: answer every open that waited for it. */
+static void open_wake_waiters(struct bs_blob *blob, int err)
+{
+	struct blob_open_waiter *w;
+
+	while ((w = TAILQ_FIRST(&blob->open_waiters)) != NULL) {
+		TAILQ_REMOVE(&blob->open_waiters, w, link);
+		if (err == 0) {
+			blob->ref++;
+			*w->blob_out = blob;
+		}
+		w->cb_fn(w->cb_arg, err);
+		free(w);
+	}
+}
+
 static void open_tree_cpl(void *cb_arg, int err)
 {
 	struct slot_read *sr = cb_arg;
@@ -365,6 +383,7 @@ static void open_tree_cpl(void *cb_arg, int err)
 		*sr->blob_out = blob;
 	}
 	slot_read_done(sr, err);
+	open_wake_waiters(blob, err);
 }
 
 /* Validate the slot, then load the blob's tree. */
@@ -390,6 +409,7 @@ static void open_slot_cpl(void *cb_arg, int err)
 	if (err != 0) {
 		blob->state = BLOB_CLOSED;
 		slot_read_done(sr, err);
+		open_wake_waiters(blob, err);
 		return;
 	}
 	blob_tree_load(sr->bs, blob, &sr->pages[pick], open_tree_cpl, sr);
@@ -434,6 +454,18 @@ void bs_blob_open(struct bs_store *bs, bs_blob_id id, struct bs_blob **blob_out,
 		store_defer_cpl(open_again_cpl, sr, 0);
 		return;
 	}
+	if (blob != NULL && blob->state == BLOB_LOADING) {
+		struct blob_open_waiter *w = malloc(sizeof(*w));
+
+		free(sr);
+		if (w == NULL) {
+			store_defer_cpl(cb_fn, cb_arg, -ENOMEM);
+			return;
+		}
+		*w = (struct blob_open_waiter){ .blob_out = blob_out, .cb_fn = cb_fn, .cb_arg = cb_arg };
+		TAILQ_INSERT_TAIL(&blob->open_waiters, w, link);
+		return;
+	}
 	if (blob == NULL) {
 		blob = blob_alloc(bs, id);
 		if (blob == NULL) {
@@ -443,6 +475,7 @@ void bs_blob_open(struct bs_store *bs, bs_blob_id id, struct bs_blob **blob_out,
 		TAILQ_INSERT_TAIL(&bs->blobs, blob, link);
 	}
 	sr->blob = blob;
+	blob->state = BLOB_LOADING;
 	sr->cb_fn = open_slot_cpl;
 	slot_read(sr, blob->slot);
 }
@@ -506,6 +539,10 @@ void bs_blob_close(struct bs_blob *blob, bs_cpl_fn cb_fn, void *cb_arg)
 	int rc = blob_call_check(blob, "close", false);
 	struct blob_op *op;
 
+	if (rc == 0 && blob->ref == 1 && atomic_load(&blob->inflight) != 0) {
+		LOG_ERR("close: blob 0x%" PRIx64 ": IO still in flight", blob->id);
+		rc = -EBUSY;
+	}
 	if (rc != 0) {
 		store_defer_cpl(cb_fn, cb_arg, rc);
 		return;
@@ -740,7 +777,7 @@ void bs_blob_delete(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *c
 /* ---------------------------------------------------------- resize */
 
 /* Queue @c for release after the next durable commit (D5). */
-static int blob_defer_free(struct bs_blob *blob, uint32_t c)
+int blob_defer_free(struct bs_blob *blob, uint32_t c)
 {
 	if (blob->npending_free == blob->pending_cap) {
 		uint64_t cap = blob->pending_cap ? blob->pending_cap * 2 : 64;
@@ -791,24 +828,54 @@ static void resize_zero_cpl(void *cb_arg, int err)
 		}
 		blob_map_resize(&op->blob->map, op->new_size);
 	}
+	blob_thaw(op->blob);
 	op->cb_fn(op->cb_arg, err);
 	free(op);
+}
+
+/* IO on the blob is frozen and drained: change the map. */
+static void resize_frozen(void *ctx)
+{
+	struct blob_op *op = ctx;
+	struct bs_blob *blob = op->blob;
+	uint64_t old = blob->map.num_clusters, n = op->new_size;
+	struct md_batch *b;
+	int rc;
+
+	blob->md_dirty = true;
+	if (n <= old) {
+		resize_zero_cpl(op, resize_shrink(blob, n));
+		return;
+	}
+	op->new_size = old;
+	rc = blob_map_resize(&blob->map, n);
+	if (rc == 0)
+		rc = blob_alloc_dirty_resize(blob);
+	b = rc == 0 ? md_batch_new(blob->bs, resize_zero_cpl, op) : NULL;
+	if (b == NULL) {
+		op->err = rc ? rc : -ENOMEM;
+		resize_zero_cpl(op, 0);
+		return;
+	}
+	if (!blob->thin)
+		op->err = blob_alloc_range(blob, old, n, b);
+	if (op->err == -ENOSPC)
+		LOG_ERR("resize: blob 0x%" PRIx64 ": out of clusters", blob->id);
+	md_batch_close(b);
 }
 
 void bs_blob_resize(struct bs_blob *blob, uint64_t num_clusters, bs_cpl_fn cb_fn, void *cb_arg)
 {
 	int rc = blob_call_check(blob, "resize", true);
 	struct blob_op *op;
-	struct md_batch *b;
-	uint64_t old;
 
 	if (rc == 0 && (blob->data_ro || blob->md_ro))
 		rc = -EPERM;
 	if (rc == 0 && blob_map_depth_for(num_clusters) < 0)
 		rc = -EINVAL;
-	if (rc == 0 && blob->syncing) {
-		/* The commit in flight holds a plan built for the current size. */
-		LOG_ERR("resize: blob 0x%" PRIx64 ": a sync is in progress", blob->id);
+	if (rc == 0 && (blob->syncing || atomic_load(&blob->frozen))) {
+		/* A commit in flight holds a plan built for the current size. */
+		LOG_ERR("resize: blob 0x%" PRIx64 ": a sync or resize is in progress", blob->id);
 		rc = -EBUSY;
 	}
 	if (rc != 0 || (op = blob_op_new(blob, cb_fn, cb_arg)) == NULL) {
@@ -816,27 +883,12 @@ void bs_blob_resize(struct bs_blob *blob, uint64_t num_clusters, bs_cpl_fn cb_fn
 			store_defer_cpl(cb_fn, cb_arg, rc);
 		return;
 	}
-	old = blob->map.num_clusters;
-	blob->md_dirty = true;
-	if (num_clusters <= old) {
-		store_defer_cpl(resize_zero_cpl, op, resize_shrink(blob, num_clusters));
-		return;
+	op->new_size = num_clusters;
+	rc = blob_freeze_run(blob, resize_frozen, op); /* drain IO on every thread */
+	if (rc != 0) {
+		free(op);
+		store_defer_cpl(cb_fn, cb_arg, rc);
 	}
-	op->new_size = old;
-	rc = blob_map_resize(&blob->map, num_clusters);
-	if (rc == 0)
-		rc = blob_alloc_dirty_resize(blob);
-	b = rc == 0 ? md_batch_new(blob->bs, resize_zero_cpl, op) : NULL;
-	if (b == NULL) {
-		op->err = rc ? rc : -ENOMEM;
-		store_defer_cpl(resize_zero_cpl, op, 0);
-		return;
-	}
-	if (!blob->thin)
-		op->err = blob_alloc_range(blob, old, num_clusters, b);
-	if (op->err == -ENOSPC)
-		LOG_ERR("resize: blob 0x%" PRIx64 ": out of clusters", blob->id);
-	md_batch_close(b);
 }
 
 int bs_blob_set_read_only(struct bs_blob *blob)

@@ -44,7 +44,7 @@ struct req_piece {
 };
 
 struct blob_req {
-	struct blob_req *next_free;
+	struct blob_req *next_free;	/* also links the channel's frozen queue */
 	struct blob_channel *ch;
 	struct bs_blob *blob;
 	bs_cpl_fn cb_fn;
@@ -68,6 +68,8 @@ struct blob_channel {
 	struct bs_io_channel *dev_ch;
 	struct blob_req *reqs;
 	struct blob_req *free;
+	struct blob_req *frozen_head;	/* waiting for a resize to finish */
+	struct blob_req **frozen_tail;
 };
 
 /* ---------------------------------------------------------- channels */
@@ -86,6 +88,7 @@ static int blob_channel_create(void *io_device, void *ctx)
 		bs_dev_put_channel(ch->dev_ch);
 		return -ENOMEM;
 	}
+	ch->frozen_tail = &ch->frozen_head;
 	for (uint32_t i = 0; i < bs->max_channel_ops; i++) {
 		ch->reqs[i].ch = ch;
 		ch->reqs[i].next_free = ch->free;
@@ -267,6 +270,61 @@ static void piece_allocate(struct req_piece *p)
 			    bs->blocks_per_cluster, piece_zeroed_cpl, p); /* D8 */
 }
 
+/* A whole-cluster unmap of a thin blob gives the cluster back. */
+struct unmap_msg {
+	struct req_piece *p;
+	uint32_t cluster;
+	struct bs_thread *origin;
+	int err;
+};
+
+static void unmap_back(void *ctx)
+{
+	struct unmap_msg *m = ctx;
+	struct req_piece *p = m->p;
+	int err = m->err;
+
+	free(m);
+	req_piece_done(p, err);
+}
+
+/*
+ * On the metadata thread: drop the entry (the leaf becomes dirty) and queue
+ * the cluster for release once that change is durable (D5). The piece
+ * completes only after this, so no later write can land in the old cluster.
+ */
+static void unmap_on_md(void *ctx)
+{
+	struct unmap_msg *m = ctx;
+	struct bs_blob *blob = m->p->req->blob;
+
+	if (blob_map_get(&blob->map, m->p->cl_idx) == m->cluster) {
+		m->err = blob_defer_free(blob, m->cluster);
+		if (m->err == 0)
+			blob_map_set(&blob->map, m->p->cl_idx, 0);
+	}
+	if (bs_thread_send_msg(m->origin, unmap_back, m) != 0) {
+		/* The channel's thread exited with IO in flight: nobody to tell. */
+		LOG_ERR("unmap: issuing thread is gone; completion dropped");
+		free(m);
+	}
+}
+
+static void piece_unmap_cluster(struct req_piece *p, uint32_t c)
+{
+	struct unmap_msg *m = malloc(sizeof(*m));
+
+	if (m == NULL) {
+		req_piece_done(p, -ENOMEM);
+		return;
+	}
+	*m = (struct unmap_msg){ p, c, bs_thread_get_current(), 0 };
+	if (bs_thread_send_msg(p->req->ch->bs->md_thread, unmap_on_md, m) != 0) {
+		free(m);
+		req_piece_done(p, -ESHUTDOWN);
+	}
+}
+
 static void piece_issue(struct req_piece *p)
 {
 	struct blob_req *req = p->req;
@@ -290,6 +348,13 @@ static void piece_issue(struct req_piece *p)
 			piece_allocate(p);
 		return;
 	case REQ_UNMAP:
+		if (c != 0 && req->blob->thin && p->off == 0 &&
+		    p->len == req->ch->bs->blocks_per_cluster) {
+			piece_unmap_cluster(p, c);
+			return;
+		}
+		/* Partial ranges: zeroed, so they read as zeros afterwards. */
+		__attribute__((fallthrough));
 	case REQ_WRITE_ZEROES:
 		if (c == 0) {
 			req_piece_done(p, 0); /* unallocated: already reads as zeros */
@@ -351,6 +416,97 @@ static void req_pump(struct blob_req *req)
 		req_finish(req);
 }
 
+/* ---------------------------------------------------------- freeze */
+
+/*
+ * Start a request unless its blob is frozen. The in-flight count goes up
+ * BEFORE the frozen flag is read, and the freezer raises the flag before it
+ * reads the count (both sequentially consistent): either the freezer waits
+ * for this request, or this request sees the flag and queues.
+ */
+static void req_start(struct blob_req *req)
+{
+	struct blob_channel *ch = req->ch;
+
+	atomic_fetch_add(&req->blob->inflight, 1);
+	if (atomic_load(&req->blob->frozen)) {
+		atomic_fetch_sub(&req->blob->inflight, 1);
+		req->next_free = NULL;
+		*ch->frozen_tail = req;
+		ch->frozen_tail = &req->next_free;
+		return;
+	}
+	req_pump(req);
+}
+
+/* Restart this channel's queued requests whose blob is no longer frozen. */
+static void thaw_channel(struct bs_channel_iter *it, struct bs_io_channel *io_ch, void *ctx)
+{
+	struct blob_channel *ch = bs_io_channel_get_ctx(io_ch);
+	struct blob_req *req = ch->frozen_head, *next;
+
+	ch->frozen_head = NULL;
+	ch->frozen_tail = &ch->frozen_head;
+	for (; req != NULL; req = next) {
+		next = req->next_free;
+		req_start(req);
+	}
+	bs_for_each_channel_continue(it, 0);
+}
+
+static void thaw_done(void *cb_arg, int err)
+{
+}
+
+void blob_thaw(struct bs_blob *blob)
+{
+	atomic_store(&blob->frozen, 0);
+	if (bs_for_each_channel(blob->bs, thaw_channel, blob, thaw_done) != 0)
+		abort(); /* requests would be stranded; out of memory for one small iterator */
+}
+
+struct freeze_wait {
+	struct bs_blob *blob;
+	struct bs_poller *poller;
+	bs_msg_fn fn;
+	void *ctx;
+};
+
+static int freeze_poll(void *arg)
+{
+	struct freeze_wait *fw = arg;
+
+	if (atomic_load(&fw->blob->inflight) != 0)
+		return 0;
+	bs_poller_unregister(&fw->poller);
+	fw->fn(fw->ctx);
+	free(fw);
+	return 1;
+}
+
+/*
+ * Raise the flag, wait on the metadata thread for in-flight IO to drain,
+ * then run @fn (never inline). 0 or -ENOMEM (then nothing is frozen).
+ */
+int blob_freeze_run(struct bs_blob *blob, bs_msg_fn fn, void *ctx)
+{
+	struct freeze_wait *fw = malloc(sizeof(*fw));
+
+	if (fw == NULL)
+		return -ENOMEM;
+	fw->blob = blob;
+	fw->fn = fn;
+	fw->ctx = ctx;
+	atomic_store(&blob->frozen, 1);
+	fw->poller = bs_poller_register(freeze_poll, fw, 20);
+	if (fw->poller == NULL) {
+		atomic_store(&blob->frozen, 0);
+		free(fw);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------- submission */
 
 static int io_check(struct bs_blob *blob, struct blob_channel *ch, enum req_op op,
@@ -388,7 +544,6 @@ static void io_submit(struct bs_blob *blob, struct bs_io_channel *io_ch, enum re
 	}
 	req = ch->free;
 	ch->free = req->next_free;
-	atomic_fetch_add(&blob->inflight, 1);
 	req->blob = blob;
 	req->cb_fn = cb_fn;
 	req->cb_arg = cb_arg;
@@ -401,7 +556,7 @@ static void io_submit(struct bs_blob *blob, struct bs_io_channel *io_ch, enum re
 	req->inflight = 0;
 	req->err = 0;
 	req->finishing = false;
-	req_pump(req);
+	req_start(req);
 }
 
 void bs_blob_read(struct bs_blob *blob, struct bs_io_channel *ch, void *buf,

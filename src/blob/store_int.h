@@ -27,7 +27,17 @@ enum blob_state {
 	BLOB_OPEN,		/* usable */
 	BLOB_CLOSED,		/* handle kept so stale use is detected (-EBADF) */
 	BLOB_DELETED,
+	BLOB_LOADING,		/* first open in progress; later opens wait */
 };
+
+/* An open waiting for the first open of the same blob to finish. */
+struct blob_open_waiter {
+	TAILQ_ENTRY(blob_open_waiter) link;
+	struct bs_blob **blob_out;
+	bs_cpl_fn cb_fn;
+	void *cb_arg;
+};
+TAILQ_HEAD(blob_open_waiters, blob_open_waiter);
 
 /* A queued sync waiter. */
 struct blob_sync_waiter {
@@ -71,6 +81,8 @@ struct bs_blob {
 	/* Sync serialization and coalescing. */
 	bool syncing;
 	struct blob_sync_waiters sync_next;	/* waiting for the next round */
+	struct blob_open_waiters open_waiters;	/* while LOADING */
+	atomic_int frozen;		/* resize in progress: new IO waits */
 	atomic_uint_fast64_t allocs;	/* thin allocations by the data path */
 	atomic_uint inflight;		/* data requests in flight */
 	/* Leaves whose entries the data path published since the last commit:
@@ -206,6 +218,11 @@ int blob_apply_root(struct bs_blob *blob, const struct md_root *root);
 int blob_alloc_dirty_resize(struct bs_blob *blob);
 /** Data path: leaf of cluster @i got a new entry (any thread). */
 void blob_note_alloc(struct bs_blob *blob, uint64_t i);
+/** Queue cluster @c for release after the next durable commit (D5). */
+int blob_defer_free(struct bs_blob *blob, uint32_t c);
+/** Freeze data IO on @blob (new IO queues), wait for in-flight IO, run @fn. 0/-ENOMEM. */
+int blob_freeze_run(struct bs_blob *blob, bs_msg_fn fn, void *ctx);
+void blob_thaw(struct bs_blob *blob);
 /** Free a store instance without writing anything (tests: after a simulated crash). */
 void store_abandon(struct bs_store *bs, bs_cpl_fn cb_fn, void *cb_arg);
 

@@ -315,6 +315,78 @@ static void test_bad_input(void **state)
 	free(buf);
 }
 
+static int env_unmap(struct store_env *e, struct bs_blob *b, uint64_t off, uint64_t len)
+{
+	struct th_cpl c = { 0 };
+
+	if (e->ch == NULL)
+		e->ch = bs_alloc_channel(e->bs);
+	bs_blob_unmap(b, e->ch, off, len, th_cpl_fn, &c);
+	return env_wait(e, &c);
+}
+
+/* A whole-cluster unmap of a thin blob frees it once the change is durable (D5). */
+static void test_D5_unmap_frees_thin_cluster(void **state)
+{
+	struct store_env *e = *state;
+	uint8_t *w = env_buf(2 * e->cluster_size), *r = env_buf(e->cluster_size);
+	uint64_t free0;
+	struct bs_blob *b;
+	bs_blob_id id;
+
+	th_fill(w, 2 * e->cluster_size, 5);
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 4, true, &id), 0);
+	assert_int_equal(env_open(e, id, &b), 0);
+	free0 = bs_get_free_cluster_count(e->bs);
+	assert_int_equal(env_write(e, b, w, 0, 2 * upc(e)), 0);
+	assert_int_equal(env_sync(e, b), 0);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free0 - 2);
+	/* Partial unmap: zeros, nothing freed. Whole cluster: freed. */
+	assert_int_equal(env_unmap(e, b, upc(e) + 1, 2), 0);
+	assert_int_equal(env_unmap(e, b, 0, upc(e)), 0);
+	assert_int_equal(bs_blob_get_num_allocated_clusters(b), 1);
+	assert_int_equal(env_read(e, b, r, 0, upc(e)), 0);
+	for (uint64_t i = 0; i < e->cluster_size; i++)
+		assert_int_equal(r[i], 0);
+	assert_int_equal(env_read(e, b, r, upc(e), upc(e)), 0);
+	assert_memory_equal(r, w + e->cluster_size, e->block_len);
+	for (uint64_t i = e->block_len; i < 3 * e->block_len; i++)
+		assert_int_equal(r[i], 0);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free0 - 2); /* not yet durable */
+	assert_int_equal(env_sync(e, b), 0);
+	assert_int_equal(bs_get_free_cluster_count(e->bs), free0 - 1);
+	assert_int_equal(env_close(e, b), 0);
+	assert_consistent(e);
+	free(w);
+	free(r);
+}
+
+/* Opens of a blob while its first open is still loading share the handle. */
+static void test_concurrent_opens(void **state)
+{
+	struct store_env *e = *state;
+	struct th_cpl c1 = { 0 }, c2 = { 0 };
+	struct bs_blob *b1 = NULL, *b2 = NULL;
+	bs_blob_id id;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 1, false, &id), 0);
+	bs_blob_open(e->bs, id, &b1, th_cpl_fn, &c1);
+	bs_blob_open(e->bs, id, &b2, th_cpl_fn, &c2);
+	assert_false(c2.done);
+	assert_int_equal(env_wait(e, &c1), 0);
+	assert_true(th_poll_until(e->t, &c2.done, 1000000));
+	assert_int_equal(c2.err, 0);
+	assert_int_equal(c2.calls, 1);
+	assert_ptr_equal(b1, b2);
+	assert_int_equal(env_delete(e, id), -EBUSY);
+	assert_int_equal(env_close(e, b1), 0);
+	assert_int_equal(env_close(e, b2), 0);
+	assert_int_equal(env_delete(e, id), 0);
+	assert_consistent(e);
+}
+
 #define PARAM_TESTS(fn)                                                                   \
 	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[0]), \
 	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[1]), \
@@ -332,6 +404,8 @@ int main(void)
 		PARAM_TESTS(test_resize_and_iterate),
 		PARAM_TESTS(test_xattrs_large_and_persistent),
 		PARAM_TESTS(test_bad_input),
+		PARAM_TESTS(test_D5_unmap_frees_thin_cluster),
+		PARAM_TESTS(test_concurrent_opens),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

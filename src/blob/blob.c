@@ -107,6 +107,17 @@ void blob_destroy(struct bs_blob *b)
 	free(b);
 }
 
+/* Give every cluster in @blob's map back to the store (as not known-zero). */
+static void blob_release_clusters(struct bs_blob *blob)
+{
+	for (uint64_t i = 0; i < blob->map.num_clusters; i++) {
+		uint32_t c = blob_map_get(&blob->map, i);
+
+		if (c != 0)
+			cluster_release(blob->bs, c, false);
+	}
+}
+
 static bool slot_valid(const struct bs_store *bs, bs_blob_id id)
 {
 	return id != BS_BLOB_ID_INVALID && BLOB_ID_INCARNATION(id) != 0 &&
@@ -182,12 +193,7 @@ static void create_commit_cpl(void *cb_arg, int err)
 
 	if (err != 0) {
 		/* Give back the slot and clusters: nothing durable references them. */
-		for (uint64_t i = 0; i < blob->map.num_clusters; i++) {
-			uint32_t c = blob_map_get(&blob->map, i);
-
-			if (c != 0)
-				cluster_release(bs, c, false);
-		}
+		blob_release_clusters(blob);
 		bitarray_clear(&bs->slots_used, blob->slot);
 		TAILQ_REMOVE(&bs->blobs, blob, link);
 		blob_destroy(blob);
@@ -682,12 +688,7 @@ static void delete_commit_cpl(void *cb_arg, int err)
 
 	if (err == 0) {
 		/* D11 then D5: the tombstone is durable; release everything. */
-		for (uint64_t i = 0; i < blob->map.num_clusters; i++) {
-			uint32_t c = blob_map_get(&blob->map, i);
-
-			if (c != 0)
-				cluster_release(bs, c, false);
-		}
+		blob_release_clusters(blob);
 		blob_map_for_each_page(&blob->map, pool_page_free_cb, bs);
 		bitarray_clear(&bs->slots_used, blob->slot);
 		bs->slot_inc[blob->slot] = 0;

@@ -22,6 +22,8 @@
 #include "util/assert_int.h"
 #include "util/log_int.h"
 
+#define CHECK_WINDOW 256u		/* slots read per IO: 2 MiB */
+
 struct check {
 	struct bs_store *bs;
 	struct bs_check_report *r;
@@ -33,7 +35,9 @@ struct check {
 	struct bitarray pool;
 	struct bitarray slots;
 	uint64_t slot;
-	struct md_root *pages;
+	uint64_t win_first;		/* first slot held in pages[] */
+	uint64_t win_slots;
+	struct md_root *pages;		/* CHECK_WINDOW slots, 2 pages each */
 	struct bs_blob *tmp;
 	bs_blob_id id;
 };
@@ -148,19 +152,16 @@ static void check_tree_cpl(void *cb_arg, int err)
 	check_next_slot(ck);
 }
 
-static void check_slot_cpl(void *cb_arg, int err)
+/* Check one slot whose two root pages are in the current window. */
+static void check_slot(struct check *ck)
 {
-	struct check *ck = cb_arg;
 	struct bs_store *bs = ck->bs;
 	uint32_t slot = (uint32_t)ck->slot;
-	int valid, pick = -ENOENT;
+	const struct md_root *pages = &ck->pages[2 * (ck->slot - ck->win_first)];
+	int valid, pick = -ENOENT, err;
 	bool tomb;
 
-	if (err != 0) {
-		check_done(ck, err);
-		return;
-	}
-	pick = blob_root_pick(bs, slot, ck->pages, &valid, &tomb);
+	pick = blob_root_pick(bs, slot, pages, &valid, &tomb);
 	if (pick == -EILSEQ) {
 		ck->r->corrupt_blobs++;
 		bitarray_set(&ck->slots, slot);
@@ -172,20 +173,31 @@ static void check_slot_cpl(void *cb_arg, int err)
 		return;
 	}
 	bitarray_set(&ck->slots, slot);
-	if (BLOB_ID_INCARNATION(ck->pages[pick].hdr.blob_id) != bs->slot_inc[slot])
-		check_msg(ck, ck->pages[pick].hdr.blob_id, "slot %u: incarnation %u, expected %u",
-			  slot, BLOB_ID_INCARNATION(ck->pages[pick].hdr.blob_id), bs->slot_inc[slot]);
-	ck->tmp = blob_alloc(bs, ck->pages[pick].hdr.blob_id);
+	if (BLOB_ID_INCARNATION(pages[pick].hdr.blob_id) != bs->slot_inc[slot])
+		check_msg(ck, pages[pick].hdr.blob_id, "slot %u: incarnation %u, expected %u",
+			  slot, BLOB_ID_INCARNATION(pages[pick].hdr.blob_id), bs->slot_inc[slot]);
+	ck->tmp = blob_alloc(bs, pages[pick].hdr.blob_id);
 	if (ck->tmp == NULL) {
 		check_done(ck, -ENOMEM);
 		return;
 	}
-	err = blob_apply_root(ck->tmp, &ck->pages[pick]);
+	err = blob_apply_root(ck->tmp, &pages[pick]);
 	if (err != 0 && err != -EOPNOTSUPP) {
 		check_tree_cpl(ck, err);
 		return;
 	}
-	blob_tree_load(bs, ck->tmp, &ck->pages[pick], check_tree_cpl, ck);
+	blob_tree_load(bs, ck->tmp, &pages[pick], check_tree_cpl, ck);
+}
+
+static void check_window_cpl(void *cb_arg, int err)
+{
+	struct check *ck = cb_arg;
+
+	if (err != 0) {
+		check_done(ck, err);
+		return;
+	}
+	check_slot(ck);
 }
 
 /* Compare a recomputed bitmap with the store's; count and report differences. */
@@ -240,25 +252,31 @@ static void check_finish(struct check *ck)
 	check_done(ck, 0);
 }
 
+/*
+ * Every slot is examined, used or not, so a live root the store believes
+ * free is found too. Slots are read a window at a time.
+ */
 static void check_next_slot(struct check *ck)
 {
 	struct bs_store *bs = ck->bs;
 	struct md_batch *b;
 
-	/* Only slots the store or the disk might consider used need a read. */
-	while (ck->slot < bs->max_blobs && !bitarray_get(&bs->slots_used, ck->slot) &&
-	       !bitarray_get(&bs->slots_corrupt, ck->slot))
-		ck->slot++;
 	if (ck->slot >= bs->max_blobs) {
 		check_finish(ck);
 		return;
 	}
-	b = md_batch_new(bs, check_slot_cpl, ck);
+	if (ck->slot < ck->win_first + ck->win_slots) {
+		check_slot(ck);
+		return;
+	}
+	ck->win_first = ck->slot;
+	ck->win_slots = BS_MIN((uint64_t)CHECK_WINDOW, bs->max_blobs - ck->slot);
+	b = md_batch_new(bs, check_window_cpl, ck);
 	if (b == NULL) {
 		check_done(ck, -ENOMEM);
 		return;
 	}
-	md_batch_read(b, ck->pages, bs->root_start + 2 * ck->slot, 2);
+	md_batch_read(b, ck->pages, bs->root_start + 2 * ck->slot, 2 * ck->win_slots);
 	md_batch_close(b);
 }
 
@@ -281,7 +299,7 @@ void bs_check(struct bs_store *bs, struct bs_check_report *report, bs_check_msg_
 	if (ck == NULL || bitarray_init(&ck->clusters, bs->total_clusters) != 0 ||
 	    bitarray_init(&ck->pool, bs->pool_pages) != 0 ||
 	    bitarray_init(&ck->slots, bs->max_blobs) != 0 ||
-	    (ck->pages = md_alloc_pages(2)) == NULL) {
+	    (ck->pages = md_alloc_pages(2 * CHECK_WINDOW)) == NULL) {
 		if (ck != NULL) {
 			bitarray_free(&ck->clusters);
 			bitarray_free(&ck->pool);

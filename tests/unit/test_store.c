@@ -387,6 +387,86 @@ static void test_concurrent_opens(void **state)
 	assert_consistent(e);
 }
 
+struct md_expect_state {
+	bs_blob_id a, b, c;
+};
+
+/* Verify the state built by build_every_md_op(). */
+static void verify_every_md_op(struct store_env *e, const struct md_expect_state *x)
+{
+	struct bs_blob *b;
+	const void *v;
+	uint32_t len;
+	bs_blob_id super;
+
+	assert_int_equal(bs_get_super(e->bs, &super), 0);
+	assert_int_equal(super, x->b);
+	assert_int_equal(env_open(e, x->a, &b), -ENOENT); /* deleted */
+	assert_int_equal(env_open(e, x->b, &b), 0);
+	assert_int_equal(bs_blob_get_num_clusters(b), 3);
+	assert_true(bs_blob_is_read_only(b));
+	assert_int_equal(bs_blob_get_xattr(b, "k", &v, &len), 0);
+	assert_int_equal(len, 2);
+	assert_memory_equal(v, "v2", 2);
+	assert_int_equal(bs_blob_get_xattr(b, "gone", &v, &len), -ENOENT);
+	assert_int_equal(env_close(e, b), 0);
+	assert_int_equal(env_open(e, x->c, &b), 0);
+	assert_true(bs_blob_is_thin(b));
+	assert_int_equal(bs_blob_get_num_clusters(b), 7);
+	assert_int_equal(bs_blob_get_num_allocated_clusters(b), 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_consistent(e);
+}
+
+/* create, resize, xattr set/replace/remove, read-only, set_super, delete. */
+static void build_every_md_op(struct store_env *e, struct md_expect_state *x)
+{
+	struct th_cpl c = { 0 };
+	struct bs_blob *b;
+
+	assert_int_equal(env_create(e, 1, false, &x->a), 0);
+	assert_int_equal(env_create(e, 1, false, &x->b), 0);
+	assert_int_equal(env_create(e, 9, true, &x->c), 0);
+	assert_int_equal(env_open(e, x->b, &b), 0);
+	assert_int_equal(env_resize(e, b, 3), 0);
+	assert_int_equal(bs_blob_set_xattr(b, "k", "v1", 2), 0);
+	assert_int_equal(bs_blob_set_xattr(b, "gone", "x", 1), 0);
+	assert_int_equal(env_sync(e, b), 0);
+	assert_int_equal(bs_blob_set_xattr(b, "k", "v2", 2), 0);
+	assert_int_equal(bs_blob_remove_xattr(b, "gone"), 0);
+	assert_int_equal(bs_blob_set_read_only(b), 0);
+	assert_int_equal(env_sync(e, b), 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_int_equal(env_open(e, x->c, &b), 0);
+	assert_int_equal(env_resize(e, b, 7), 0);
+	assert_int_equal(env_sync(e, b), 0);
+	assert_int_equal(env_close(e, b), 0);
+	bs_set_super(e->bs, x->b, th_cpl_fn, &c);
+	assert_int_equal(env_wait(e, &c), 0);
+	assert_int_equal(env_delete(e, x->a), 0);
+}
+
+/* Every completed metadata operation survives a clean reload and a power cut (D4). */
+static void test_D4_every_md_op_persists(void **state)
+{
+	struct store_env *e = *state;
+	struct md_expect_state x;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	build_every_md_op(e, &x);
+	verify_every_md_op(e, &x);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	verify_every_md_op(e, &x);
+	env_crash(e, BS_CUT_DROP_ALL, 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	verify_every_md_op(e, &x);
+	/* And the same after a dirty shutdown that never had a clean unload. */
+	env_crash(e, BS_CUT_TEAR_ALL, 7);
+	assert_int_equal(env_load(e, NULL), 0);
+	verify_every_md_op(e, &x);
+}
+
 #define PARAM_TESTS(fn)                                                                   \
 	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[0]), \
 	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[1]), \
@@ -406,6 +486,7 @@ int main(void)
 		PARAM_TESTS(test_bad_input),
 		PARAM_TESTS(test_D5_unmap_frees_thin_cluster),
 		PARAM_TESTS(test_concurrent_opens),
+		PARAM_TESTS(test_D4_every_md_op_persists),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

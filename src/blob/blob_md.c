@@ -247,7 +247,9 @@ static void tree_xattr_cpl(void *cb_arg, int err)
 		err = xattr_set_decode(&blob->xattrs, stream, tl->root.xattr_len);
 	free(stream);
 	if (err != 0) {
-		tree_load_done(tl, err == -ENOMEM ? err : -EILSEQ);
+		/* -EILSEQ (invalid, D1), -ENOMEM, or the read's own error: never a
+		 * failed read passed off as corruption (D10). */
+		tree_load_done(tl, err);
 		return;
 	}
 	tree_map_begin(tl);
@@ -301,21 +303,34 @@ void blob_tree_load(struct bs_store *bs, struct bs_blob *blob, const struct md_r
 
 /* ---------------------------------------------------------- commit */
 
+struct commit_group;
+
 struct commit {
 	struct bs_blob *blob;
 	struct bs_store *bs;
+	struct commit_group *group;	/* NULL: a single-blob commit */
 	bool tombstone;
+	bool md_dirty;			/* xattrs/flags rendered from a changed state */
 	uint64_t gen;
 	struct blob_map_plan plan;
 	bool have_plan;
 	struct md_root *root;		/* the new root page */
 	int target;			/* slot page to write */
 	uint8_t *xattr_pages;
-	uint32_t nxattr;
+	uint32_t nxattr;		/* fresh xattr pages (to write, or to undo) */
 	struct md_ref xattr_refs[MD_ROOT_XATTR_REFS];
 	uint64_t npending;		/* pending_free entries covered */
 	uint64_t allocs;		/* data-path allocations covered */
 	struct blob_sync_waiters waiters;
+};
+
+/* A multi-blob commit: one generation, group-tagged roots, one flush (D13). */
+struct commit_group {
+	struct bs_store *bs;
+	uint32_t n;
+	struct commit *m[MD_GROUP_MAX_OTHERS + 1];
+	bs_cpl_fn cb_fn;
+	void *cb_arg;
 };
 
 static void commit_finish(struct commit *c, int err);
@@ -327,6 +342,9 @@ static void commit_undo_pages(struct commit *c)
 		pool_page_free(c->bs, c->plan.writes[i].pool_idx);
 	for (uint32_t i = 0; i < c->nxattr; i++)
 		pool_page_free(c->bs, c->xattr_refs[i].pool_idx);
+	c->nxattr = 0;
+	if (c->md_dirty)
+		c->blob->md_dirty = true; /* the change is still unsaved */
 }
 
 /* D5: the commit is durable; drop what only the old tree referenced. */
@@ -339,16 +357,12 @@ static void commit_release_old(struct commit *c)
 			pool_page_free(c->bs, c->plan.release[i]);
 		blob_map_commit_done(&blob->map, &c->plan);
 	}
-	if (c->root->xattr_npages != 0 || blob->xattr_npages != c->nxattr || c->tombstone ||
-	    blob->md_dirty) {
-		bool rewritten = c->tombstone || blob->md_dirty;
-
-		for (uint32_t i = 0; rewritten && i < blob->xattr_npages; i++)
+	if (c->tombstone || c->md_dirty) {
+		/* The xattr stream was rewritten: the old pages are unreferenced. */
+		for (uint32_t i = 0; i < blob->xattr_npages; i++)
 			pool_page_free(c->bs, blob->xattr_refs[i].pool_idx);
-		if (rewritten) {
-			memcpy(blob->xattr_refs, c->xattr_refs, sizeof(c->xattr_refs));
-			blob->xattr_npages = (uint16_t)c->nxattr;
-		}
+		memcpy(blob->xattr_refs, c->xattr_refs, sizeof(c->xattr_refs));
+		blob->xattr_npages = (uint16_t)c->nxattr;
 	}
 	for (uint64_t i = 0; i < c->npending; i++)
 		cluster_release(c->bs, blob->pending_free[i], false);
@@ -359,23 +373,28 @@ static void commit_release_old(struct commit *c)
 	}
 }
 
-static void commit_write_cpl(void *cb_arg, int err)
+/* The writes (and flush) of @c completed with @err: adopt or undo. */
+static int commit_adopt(struct commit *c, int err)
 {
-	struct commit *c = cb_arg;
 	struct bs_blob *blob = c->blob;
 
 	if (err != 0) {
 		store_latch_error(c->bs, err, "metadata commit"); /* D10 */
 		commit_undo_pages(c);
-		commit_finish(c, -EIO);
-		return;
+		return -EIO;
 	}
 	commit_release_old(c);
 	blob->root_page = c->target;
 	blob->root_gen = c->gen;
-	blob->md_dirty = false;
 	blob->allocs_committed = c->allocs;
-	commit_finish(c, 0);
+	return 0;
+}
+
+static void commit_write_cpl(void *cb_arg, int err)
+{
+	struct commit *c = cb_arg;
+
+	commit_finish(c, commit_adopt(c, err));
 }
 
 /* Render the xattr stream: inline in the root, or into fresh pages (D2). */
@@ -385,40 +404,32 @@ static int commit_build_xattrs(struct commit *c)
 	uint32_t len = blob->xattrs.stream_len;
 	uint8_t *stream;
 
-	c->root->xattr_len = len;
-	if (!blob->md_dirty && !c->tombstone) {
+	c->root->xattr_len = c->tombstone ? 0 : len;
+	if (!c->md_dirty && !c->tombstone) {
 		/* Unchanged: keep referencing the committed pages. */
 		c->root->xattr_npages = blob->xattr_npages;
 		memcpy(c->root->xattr_refs, blob->xattr_refs, sizeof(blob->xattr_refs));
 		if (blob->xattr_npages == 0)
 			xattr_set_encode(&blob->xattrs, c->root->xattr_inline);
-		c->nxattr = blob->xattr_npages;
-		memcpy(c->xattr_refs, blob->xattr_refs, sizeof(c->xattr_refs));
-		c->nxattr = 0; /* nothing new to undo */
 		return 0;
 	}
 	if (c->tombstone || len <= MD_ROOT_INLINE_XATTR) {
 		if (!c->tombstone)
 			xattr_set_encode(&blob->xattrs, c->root->xattr_inline);
-		else
-			c->root->xattr_len = 0;
 		return 0;
 	}
 	stream = malloc(len);
-	c->nxattr = (len + (uint32_t)MD_PAYLOAD - 1) / (uint32_t)MD_PAYLOAD;
-	c->xattr_pages = md_alloc_pages(c->nxattr);
+	c->xattr_pages = md_alloc_pages((len + (uint32_t)MD_PAYLOAD - 1) / (uint32_t)MD_PAYLOAD);
 	if (stream == NULL || c->xattr_pages == NULL) {
 		free(stream);
-		c->nxattr = 0;
 		return -ENOMEM;
 	}
 	xattr_set_encode(&blob->xattrs, stream);
-	for (uint32_t i = 0; i < c->nxattr; i++) {
+	for (uint32_t off = 0, i = 0; off < len; off += (uint32_t)MD_PAYLOAD, i++) {
 		uint8_t *pg = c->xattr_pages + (uint64_t)i * MD_PAGE_SIZE;
-		uint32_t off = i * (uint32_t)MD_PAYLOAD, idx;
+		uint32_t idx;
 
 		if (pool_page_alloc(c->bs, &idx) != 0) {
-			c->nxattr = i;
 			free(stream);
 			return -ENOSPC;
 		}
@@ -427,6 +438,7 @@ static int commit_build_xattrs(struct commit *c)
 		memcpy(pg + sizeof(struct md_header), stream + off,
 		       BS_MIN((uint32_t)MD_PAYLOAD, len - off));
 		c->xattr_refs[i] = (struct md_ref){ idx, md_page_seal(pg), c->gen };
+		c->nxattr = i + 1;
 	}
 	free(stream);
 	c->root->xattr_npages = (uint16_t)c->nxattr;
@@ -434,7 +446,7 @@ static int commit_build_xattrs(struct commit *c)
 	return 0;
 }
 
-/* Fill the root page for generation c->gen. */
+/* Fill the root page for generation c->gen (sealed later). */
 static void commit_build_root(struct commit *c)
 {
 	struct bs_blob *blob = c->blob;
@@ -473,6 +485,58 @@ static void commit_collect_allocs(struct bs_blob *blob)
 	}
 }
 
+/*
+ * Render every page of @c for generation c->gen from the blob as it is now.
+ * D9: any map entry visible here was published after its cluster's zeroing
+ * or copy completed, so a data flush issued after this render makes it
+ * durable before the map is. The root is filled but not sealed.
+ */
+static int commit_render(struct commit *c)
+{
+	struct bs_blob *blob = c->blob;
+	struct blob_map_alloc alloc = { pool_page_alloc, c->bs };
+	struct blob_map_id id = { blob->id, c->bs->store_id, c->bs->pool_start };
+	int rc = 0;
+
+	c->target = blob->root_page == 0 ? 1 : 0; /* D3 */
+	c->npending = blob->npending_free;
+	c->allocs = atomic_load(&blob->allocs);
+	c->md_dirty = blob->md_dirty;
+	blob->md_dirty = false; /* changes from now on belong to the next commit */
+	c->root = md_alloc_pages(1);
+	if (c->root == NULL)
+		rc = -ENOMEM;
+	if (rc == 0 && !c->tombstone) {
+		commit_collect_allocs(blob);
+		c->have_plan = true;
+		rc = blob_map_commit_prepare(&blob->map, &id, c->gen, &alloc, &c->plan);
+	}
+	if (rc == 0)
+		rc = commit_build_xattrs(c);
+	if (rc != 0) {
+		commit_undo_pages(c);
+		return rc;
+	}
+	commit_build_root(c);
+	return 0;
+}
+
+static bool commit_needs_data_flush(const struct commit *c)
+{
+	return !c->tombstone && c->allocs != c->blob->allocs_committed;
+}
+
+/* Queue every page of @c on @b. */
+static void commit_add_writes(struct commit *c, struct md_batch *b)
+{
+	for (uint32_t i = 0; c->have_plan && i < c->plan.nwrites; i++)
+		md_batch_write(b, c->plan.writes[i].page, c->bs->pool_start + c->plan.writes[i].pool_idx, 1);
+	for (uint32_t i = 0; i < c->nxattr; i++)
+		md_batch_write(b, c->xattr_pages + (uint64_t)i * MD_PAGE_SIZE,
+			       c->bs->pool_start + c->xattr_refs[i].pool_idx, 1);
+	md_batch_write(b, c->root, c->root->hdr.page_no, 1);
+}
+
 /* Write every page of the commit, then ONE flush (D4). */
 static void commit_submit(struct commit *c)
 {
@@ -483,12 +547,7 @@ static void commit_submit(struct commit *c)
 		commit_finish(c, -ENOMEM);
 		return;
 	}
-	for (uint32_t i = 0; c->have_plan && i < c->plan.nwrites; i++)
-		md_batch_write(b, c->plan.writes[i].page, c->bs->pool_start + c->plan.writes[i].pool_idx, 1);
-	for (uint32_t i = 0; c->xattr_pages && i < c->nxattr; i++)
-		md_batch_write(b, c->xattr_pages + (uint64_t)i * MD_PAGE_SIZE,
-			       c->bs->pool_start + c->xattr_refs[i].pool_idx, 1);
-	md_batch_write(b, c->root, c->root->hdr.page_no, 1);
+	commit_add_writes(c, b);
 	md_batch_flush(b); /* D4 */
 	md_batch_close(b);
 }
@@ -506,41 +565,19 @@ static void commit_data_cpl(void *cb_arg, int err)
 	commit_submit(c);
 }
 
-/*
- * Render every page of the commit from the map as it is now. D9: any entry
- * visible here was published after its cluster's zeroing completed, so the
- * data flush issued after this render makes it durable before the map is.
- */
 static void commit_build(struct commit *c)
 {
-	struct bs_blob *blob = c->blob;
-	struct blob_map_alloc alloc = { pool_page_alloc, c->bs };
-	struct blob_map_id id = { blob->id, c->bs->store_id, c->bs->pool_start };
 	struct md_batch *b;
-	int rc = 0;
+	int rc;
 
 	c->gen = c->bs->txn_next++;
-	c->target = blob->root_page == 0 ? 1 : 0; /* D3 */
-	c->npending = blob->npending_free;
-	c->allocs = atomic_load(&blob->allocs);
-	c->root = md_alloc_pages(1);
-	if (c->root == NULL)
-		rc = -ENOMEM;
-	if (rc == 0 && !c->tombstone) {
-		commit_collect_allocs(blob);
-		c->have_plan = true;
-		rc = blob_map_commit_prepare(&blob->map, &id, c->gen, &alloc, &c->plan);
-	}
-	if (rc == 0)
-		rc = commit_build_xattrs(c);
+	rc = commit_render(c);
 	if (rc != 0) {
-		commit_undo_pages(c);
 		commit_finish(c, rc);
 		return;
 	}
-	commit_build_root(c);
 	md_page_seal(c->root);
-	if (c->tombstone || c->allocs == blob->allocs_committed) {
+	if (!commit_needs_data_flush(c)) {
 		commit_submit(c);
 		return;
 	}
@@ -571,9 +608,23 @@ static void commit_start(struct commit *c)
 	store_mark_dirty(c->bs, commit_dirty_cpl, c); /* D7 */
 }
 
+static struct commit *commit_new(struct bs_blob *blob, bool tombstone)
+{
+	struct commit *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->blob = blob;
+	c->bs = blob->bs;
+	c->tombstone = tombstone;
+	TAILQ_INIT(&c->waiters);
+	return c;
+}
+
 static void commit_finish(struct commit *c, int err)
 {
 	struct bs_blob *blob = c->blob;
+	struct blob_sync_waiters next_round;
 	struct blob_sync_waiter *w;
 
 	if (c->have_plan)
@@ -581,22 +632,24 @@ static void commit_finish(struct commit *c, int err)
 	md_free_pages(c->root);
 	md_free_pages(c->xattr_pages);
 	blob->syncing = false;
+	/* Taken before the callbacks: one may free the blob (failed create, repair). */
+	TAILQ_INIT(&next_round);
+	TAILQ_CONCAT(&next_round, &blob->sync_next, link);
 	while ((w = TAILQ_FIRST(&c->waiters)) != NULL) {
 		TAILQ_REMOVE(&c->waiters, w, link);
 		w->cb_fn(w->cb_arg, err);
 		free(w);
 	}
 	free(c);
-	if (!TAILQ_EMPTY(&blob->sync_next)) {
+	if (!TAILQ_EMPTY(&next_round)) {
 		/* Coalesced round for everyone who asked meanwhile. */
-		struct commit *next = calloc(1, sizeof(*next));
+		struct commit *next = commit_new(blob, false);
 
-		if (next == NULL)
+		if (next == NULL) {
+			TAILQ_CONCAT(&blob->sync_next, &next_round, link);
 			return;
-		next->blob = blob;
-		next->bs = blob->bs;
-		TAILQ_INIT(&next->waiters);
-		TAILQ_CONCAT(&next->waiters, &blob->sync_next, link);
+		}
+		TAILQ_CONCAT(&next->waiters, &next_round, link);
 		commit_start(next);
 	}
 }
@@ -607,7 +660,6 @@ static void commit_finish(struct commit *c, int err)
  */
 void blob_commit(struct bs_blob *blob, bool tombstone, bs_cpl_fn cb_fn, void *cb_arg)
 {
-	struct bs_store *bs = blob->bs;
 	struct blob_sync_waiter *w = malloc(sizeof(*w));
 	struct commit *c;
 
@@ -622,16 +674,152 @@ void blob_commit(struct bs_blob *blob, bool tombstone, bs_cpl_fn cb_fn, void *cb
 		TAILQ_INSERT_TAIL(&blob->sync_next, w, link);
 		return;
 	}
-	c = calloc(1, sizeof(*c));
+	c = commit_new(blob, tombstone);
 	if (c == NULL) {
 		free(w);
 		store_defer_cpl(cb_fn, cb_arg, -ENOMEM);
 		return;
 	}
-	c->blob = blob;
-	c->bs = bs;
-	c->tombstone = tombstone;
-	TAILQ_INIT(&c->waiters);
 	TAILQ_INSERT_TAIL(&c->waiters, w, link);
 	commit_start(c);
+}
+
+/* ---------------------------------------------------------- group commit */
+
+static void group_finish(struct commit_group *g, int err)
+{
+	for (uint32_t i = 0; i < g->n; i++)
+		commit_finish(g->m[i], err);
+	g->cb_fn(g->cb_arg, err);
+	free(g);
+}
+
+static void group_write_cpl(void *cb_arg, int err)
+{
+	struct commit_group *g = cb_arg;
+	int first = 0;
+
+	for (uint32_t i = 0; i < g->n; i++) {
+		int rc = commit_adopt(g->m[i], err);
+
+		if (rc != 0 && first == 0)
+			first = rc;
+	}
+	group_finish(g, first);
+}
+
+static void group_submit(struct commit_group *g)
+{
+	struct md_batch *b = md_batch_new(g->bs, group_write_cpl, g);
+
+	if (b == NULL) {
+		for (uint32_t i = 0; i < g->n; i++)
+			commit_undo_pages(g->m[i]);
+		group_finish(g, -ENOMEM);
+		return;
+	}
+	for (uint32_t i = 0; i < g->n; i++)
+		commit_add_writes(g->m[i], b);
+	md_batch_flush(b); /* D4: one flush for the whole group */
+	md_batch_close(b);
+}
+
+static void group_data_cpl(void *cb_arg, int err)
+{
+	struct commit_group *g = cb_arg;
+
+	if (err != 0) {
+		store_latch_error(g->bs, err, "data flush before commit");
+		for (uint32_t i = 0; i < g->n; i++)
+			commit_undo_pages(g->m[i]);
+		group_finish(g, -EIO);
+		return;
+	}
+	group_submit(g);
+}
+
+/* Tag every member's root with the group (D13) and seal it. */
+static void group_tag_roots(struct commit_group *g, uint64_t gen)
+{
+	for (uint32_t i = 0; i < g->n; i++) {
+		struct md_group *t = &g->m[i]->root->group;
+
+		t->gen = gen;
+		t->n = 0;
+		for (uint32_t j = 0; j < g->n; j++)
+			if (j != i)
+				t->slots[t->n++] = g->m[j]->blob->slot;
+		md_page_seal(g->m[i]->root);
+	}
+}
+
+static void group_dirty_cpl(void *cb_arg, int err)
+{
+	struct commit_group *g = cb_arg;
+	uint64_t gen = g->bs->txn_next++;
+	bool data_flush = false;
+	struct md_batch *b;
+	uint32_t i;
+
+	for (i = 0; err == 0 && i < g->n; i++) {
+		g->m[i]->gen = gen;
+		err = commit_render(g->m[i]);
+		data_flush |= err == 0 && commit_needs_data_flush(g->m[i]);
+	}
+	if (err != 0) {
+		/* Member i-1 undid its own pages; undo the ones rendered before it. */
+		for (uint32_t j = 0; j + 1 < i; j++)
+			commit_undo_pages(g->m[j]);
+		group_finish(g, err);
+		return;
+	}
+	group_tag_roots(g, gen);
+	if (!data_flush) {
+		group_submit(g);
+		return;
+	}
+	b = md_batch_new(g->bs, group_data_cpl, g); /* D9 */
+	if (b == NULL) {
+		group_data_cpl(g, -ENOMEM);
+		return;
+	}
+	md_batch_flush(b);
+	md_batch_close(b);
+}
+
+/*
+ * Commit several blobs as one group (D13): after any crash either all of
+ * them show this commit or none does. Members must not be committing.
+ */
+void blob_commit_group(struct bs_blob **blobs, const bool *tombstone, uint32_t n,
+		       bs_cpl_fn cb_fn, void *cb_arg)
+{
+	struct commit_group *g = calloc(1, sizeof(*g));
+	uint32_t i;
+
+	if (g == NULL || n == 0 || n > MD_GROUP_MAX_OTHERS + 1) {
+		free(g);
+		store_defer_cpl(cb_fn, cb_arg, g ? -EINVAL : -ENOMEM);
+		return;
+	}
+	g->bs = blobs[0]->bs;
+	g->cb_fn = cb_fn;
+	g->cb_arg = cb_arg;
+	for (i = 0; i < n; i++) {
+		if (blobs[i]->syncing || (g->m[i] = commit_new(blobs[i], tombstone[i])) == NULL)
+			break;
+		g->m[i]->group = g;
+		blobs[i]->syncing = true;
+		g->n = i + 1;
+	}
+	if (i < n) {
+		int err = blobs[i]->syncing ? -EBUSY : -ENOMEM;
+
+		for (uint32_t j = 0; j < g->n; j++)
+			commit_finish(g->m[j], err);
+		free(g);
+		store_defer_cpl(cb_fn, cb_arg, err); /* never inline */
+		return;
+	}
+	store_mark_dirty(g->bs, group_dirty_cpl, g); /* D7 */
 }

@@ -88,7 +88,8 @@ STATIC_ASSERT(sizeof(struct md_ref) == 16, "md_ref is 16 bytes");
 #define MD_REFS_PER_INDEX (MD_PAYLOAD / sizeof(struct md_ref))	/* 252 */
 #define MD_ROOT_MAP_REFS 64u
 #define MD_ROOT_XATTR_REFS 32u
-#define MD_ROOT_INLINE_XATTR 2432u
+#define MD_ROOT_INLINE_XATTR 2400u
+#define MD_GROUP_MAX_OTHERS 5u
 #define MD_MAX_MAP_DEPTH 4u
 
 /* Super block: pages 0 and 1. */
@@ -130,6 +131,8 @@ enum md_mask_kind {
 	MD_MASK_POOL = 2,	/* pool pages in use */
 	MD_MASK_SLOTS = 3,	/* root slots in use */
 	MD_MASK_INCARNATIONS = 4, /* not a bitmap: u32 incarnation per slot */
+	MD_MASK_PARENTS = 5,	/* not a bitmap: u64 parent blob id per slot */
+	MD_MASK_HIDDEN = 6,	/* hidden (deleted, still serving clones) snapshots */
 	MD_MASK_NKINDS
 };
 
@@ -140,6 +143,7 @@ struct md_mask_page {
 STATIC_ASSERT(sizeof(struct md_mask_page) == MD_PAGE_SIZE, "mask page size");
 #define MD_MASK_BITS_PER_PAGE (MD_PAYLOAD * 8)
 #define MD_INCARNATIONS_PER_PAGE (MD_PAYLOAD / 4)
+#define MD_PARENTS_PER_PAGE (MD_PAYLOAD / 8)
 
 /*
  * Blob flags. Three classes, for forward compatibility: an unknown bit in
@@ -147,10 +151,25 @@ STATIC_ASSERT(sizeof(struct md_mask_page) == MD_PAGE_SIZE, "mask page size");
  * read-only; in md_ro_flags makes its metadata read-only.
  */
 #define BLOB_INVALID_THIN (1ull << 0)
-#define BLOB_INVALID_KNOWN (BLOB_INVALID_THIN)
+#define BLOB_INVALID_ESNAP (1ull << 1)	/* parent is an external device */
+#define BLOB_INVALID_KNOWN (BLOB_INVALID_THIN | BLOB_INVALID_ESNAP)
 #define BLOB_DATA_RO_READ_ONLY (1ull << 0)
 #define BLOB_DATA_RO_KNOWN (BLOB_DATA_RO_READ_ONLY)
-#define BLOB_MD_RO_KNOWN 0ull
+#define BLOB_MD_RO_HIDDEN (1ull << 0)	/* deleted snapshot kept for its clones */
+#define BLOB_MD_RO_KNOWN (BLOB_MD_RO_HIDDEN)
+
+/*
+ * Group commit tag (D13): roots written by one multi-blob commit carry the
+ * commit's generation and the other members' slots. Such a root is valid
+ * only if every member slot holds a valid root of that generation, or a
+ * newer one.
+ */
+struct md_group {
+	uint64_t gen;		/* 0: not part of a group */
+	uint32_t n;		/* other members */
+	uint32_t slots[MD_GROUP_MAX_OTHERS];
+} __attribute__((packed));
+STATIC_ASSERT(sizeof(struct md_group) == 32, "group tag is 32 bytes");
 
 /* Root page: one of the two pages of a blob's slot. */
 struct md_root {
@@ -168,6 +187,7 @@ struct md_root {
 	uint64_t reserved1;
 	struct md_ref map_refs[MD_ROOT_MAP_REFS];
 	struct md_ref xattr_refs[MD_ROOT_XATTR_REFS];
+	struct md_group group;
 	uint8_t xattr_inline[MD_ROOT_INLINE_XATTR];
 } __attribute__((packed));
 STATIC_ASSERT(sizeof(struct md_root) == MD_PAGE_SIZE, "root page size");

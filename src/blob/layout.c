@@ -24,19 +24,14 @@ uint64_t page_to_lba(const struct bs_store *bs, uint64_t page_no)
 	return page_no * bs->blocks_per_page;
 }
 
-/* Place the four masks back to back from mask_start. */
+/* Place the masks back to back from mask_start. */
 static void layout_masks(struct bs_store *bs)
 {
-	uint64_t bits[MD_MASK_NKINDS] = {
-		bs->total_clusters, bs->total_clusters, bs->pool_pages, bs->max_blobs, 0,
-	};
 	uint64_t at = bs->mask_start;
 
 	for (int k = 0; k < MD_MASK_NKINDS; k++) {
 		bs->mask_kind_start[k] = at;
-		bs->mask_kind_pages[k] = k == MD_MASK_INCARNATIONS ?
-			div_up(bs->max_blobs, MD_INCARNATIONS_PER_PAGE) :
-			div_up(bits[k], MD_MASK_BITS_PER_PAGE);
+		bs->mask_kind_pages[k] = mask_kind_pages(bs, k);
 		at += bs->mask_kind_pages[k];
 	}
 	bs->mask_pages = at - bs->mask_start;
@@ -138,10 +133,12 @@ int store_alloc_masks(struct bs_store *bs)
 	    bitarray_init(&bs->zeroed, bs->total_clusters) != 0 ||
 	    bitarray_init(&bs->pool_used, bs->pool_pages) != 0 ||
 	    bitarray_init(&bs->slots_used, bs->max_blobs) != 0 ||
-	    bitarray_init(&bs->slots_corrupt, bs->max_blobs) != 0)
+	    bitarray_init(&bs->slots_corrupt, bs->max_blobs) != 0 ||
+	    bitarray_init(&bs->slots_hidden, bs->max_blobs) != 0)
 		return -ENOMEM;
 	bs->slot_inc = calloc(bs->max_blobs, sizeof(uint32_t));
-	return bs->slot_inc ? 0 : -ENOMEM;
+	bs->slot_parent = calloc(bs->max_blobs, sizeof(uint64_t));
+	return bs->slot_inc && bs->slot_parent ? 0 : -ENOMEM;
 }
 
 void store_free(struct bs_store *bs)
@@ -159,6 +156,8 @@ void store_free(struct bs_store *bs)
 	bitarray_free(&bs->pool_used);
 	bitarray_free(&bs->slots_used);
 	bitarray_free(&bs->slots_corrupt);
+	bitarray_free(&bs->slots_hidden);
 	free(bs->slot_inc);
+	free(bs->slot_parent);
 	free(bs);
 }

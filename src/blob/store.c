@@ -92,6 +92,12 @@ static struct store_op *store_op_start(struct bs_dev *dev, const struct bs_opts 
 		free(op);
 		return NULL;
 	}
+	if (dev == NULL || bs_out == NULL) {
+		LOG_ERR("store: init/load: NULL %s", dev == NULL ? "device" : "bs_out");
+		free(op);
+		store_defer_cpl(cb_fn, cb_arg, -EINVAL);
+		return NULL;
+	}
 	if (op == NULL || (rc = store_copy_opts(&op->opts, opts)) != 0)
 		goto out_fail;
 	op->bs = store_new(dev);
@@ -140,6 +146,12 @@ static void store_op_done(struct store_op *op, int err)
 	}
 	op->cb_fn(op->cb_arg, err);
 	free(op);
+}
+
+/* store_op_done() on a later poll: for failures found before any IO. */
+static void store_op_fail_cpl(void *cb_arg, int err)
+{
+	store_op_done(cb_arg, err);
 }
 
 /* ---------------------------------------------------------------- init */
@@ -200,7 +212,7 @@ static void init_clear(struct store_op *op)
 	struct md_batch *b = md_batch_new(bs, init_zero_cpl, op);
 
 	if (b == NULL) {
-		store_op_done(op, -ENOMEM);
+		store_defer_cpl(store_op_fail_cpl, op, -ENOMEM);
 		return;
 	}
 	md_batch_zeroes(b, 0, md_blocks);
@@ -247,43 +259,7 @@ void bs_init(struct bs_dev *dev, const struct bs_opts *opts, struct bs_store **b
 /* Decode the mask pages read into op->buf. 0 or -EILSEQ. */
 static int load_decode_masks(struct store_op *op)
 {
-	struct bs_store *bs = op->bs;
-	struct bitarray *dst[MD_MASK_NKINDS] = {
-		&bs->clusters_used, &bs->zeroed, &bs->pool_used, &bs->slots_used, NULL,
-	};
-
-	for (int k = 0; k < MD_MASK_NKINDS; k++) {
-		uint64_t nbits = k < MD_MASK_INCARNATIONS ? dst[k]->nbits : bs->max_blobs;
-
-		for (uint64_t i = 0; i < bs->mask_kind_pages[k]; i++) {
-			uint64_t page_no = bs->mask_kind_start[k] + i;
-			const struct md_mask_page *p = (const void *)((uint8_t *)op->buf +
-				(page_no - bs->mask_start) * MD_PAGE_SIZE);
-			struct md_expect e = {
-				.type = MD_TYPE_MASK, .page_no = page_no, .blob_id = 0,
-				.gen = op->mask_gen, .store_id = bs->store_id,
-				.index = (uint32_t)i, .level = (uint16_t)k,
-			};
-			uint64_t per = k < MD_MASK_INCARNATIONS ? MD_MASK_BITS_PER_PAGE :
-				       MD_INCARNATIONS_PER_PAGE;
-			uint64_t first = i * per;
-			uint64_t n = BS_MIN(nbits - first, per);
-			const char *why;
-
-			if (md_page_check(p, &e, &why) != 0) {
-				LOG_WARN("load: mask page %" PRIu64 " invalid (%s)", page_no, why);
-				return -EILSEQ;
-			}
-			if (k == MD_MASK_INCARNATIONS) {
-				memcpy(bs->slot_inc + first, p->bits, n * sizeof(uint32_t));
-				continue;
-			}
-			for (uint64_t b = 0; b < n; b++)
-				if (p->bits[b >> 3] & (1u << (b & 7)))
-					bitarray_set(dst[k], first + b);
-		}
-	}
-	return 0;
+	return masks_decode(op->bs, op->buf, op->mask_gen);
 }
 
 static void load_recover_cpl(void *cb_arg, int err)
@@ -301,7 +277,9 @@ static void load_recover(struct store_op *op)
 	bitarray_clear_all(&bs->zeroed);
 	bitarray_clear_all(&bs->pool_used);
 	bitarray_clear_all(&bs->slots_used);
+	bitarray_clear_all(&bs->slots_hidden);
 	memset(bs->slot_inc, 0, bs->max_blobs * sizeof(uint32_t));
+	memset(bs->slot_parent, 0, bs->max_blobs * sizeof(uint64_t));
 	store_recover(bs, load_recover_cpl, op);
 }
 
@@ -388,7 +366,7 @@ void bs_load(struct bs_dev *dev, const struct bs_opts *opts, struct bs_store **b
 	if (dev->block_len > MD_PAGE_SIZE || MD_PAGE_SIZE % dev->block_len != 0 ||
 	    dev->block_count * dev->block_len < 2 * MD_PAGE_SIZE) {
 		LOG_ERR("load: %s: unsupported block size or device too small", dev->name);
-		store_op_done(op, dev->block_len > MD_PAGE_SIZE ? -EINVAL : -EILSEQ);
+		store_defer_cpl(store_op_fail_cpl, op, dev->block_len > MD_PAGE_SIZE ? -EINVAL : -EILSEQ);
 		return;
 	}
 	op->bs->block_len = dev->block_len;
@@ -396,7 +374,7 @@ void bs_load(struct bs_dev *dev, const struct bs_opts *opts, struct bs_store **b
 	op->buf = md_alloc_pages(2);
 	b = op->buf ? md_batch_new(op->bs, load_super_cpl, op) : NULL;
 	if (b == NULL) {
-		store_op_done(op, -ENOMEM);
+		store_defer_cpl(store_op_fail_cpl, op, -ENOMEM);
 		return;
 	}
 	md_batch_read(b, op->buf, 0, 2);
@@ -461,39 +439,10 @@ static void unload_masks_cpl(void *cb_arg, int err)
 	super_write(op->bs, true, op->mask_gen, unload_super_cpl, op); /* D7 */
 }
 
-/* Render the four masks into op->buf (mask_pages pages). */
+/* Render every mask into op->buf (mask_pages pages). */
 static void unload_encode_masks(struct store_op *op)
 {
-	struct bs_store *bs = op->bs;
-	const struct bitarray *src[MD_MASK_NKINDS] = {
-		&bs->clusters_used, &bs->zeroed, &bs->pool_used, &bs->slots_used, NULL,
-	};
-
-	for (int k = 0; k < MD_MASK_NKINDS; k++) {
-		uint64_t nbits = k < MD_MASK_INCARNATIONS ? src[k]->nbits : bs->max_blobs;
-		uint64_t per = k < MD_MASK_INCARNATIONS ? MD_MASK_BITS_PER_PAGE :
-			       MD_INCARNATIONS_PER_PAGE;
-
-		for (uint64_t i = 0; i < bs->mask_kind_pages[k]; i++) {
-			uint64_t page_no = bs->mask_kind_start[k] + i;
-			struct md_mask_page *p = (void *)((uint8_t *)op->buf +
-				(page_no - bs->mask_start) * MD_PAGE_SIZE);
-			uint64_t first = i * per;
-			uint64_t n = BS_MIN(nbits - first, per);
-
-			md_page_init(p, MD_TYPE_MASK, page_no, 0, op->mask_gen, bs->store_id,
-				     (uint32_t)i, (uint16_t)k);
-			if (k == MD_MASK_INCARNATIONS) {
-				memcpy(p->bits, bs->slot_inc + first, n * sizeof(uint32_t));
-				md_page_seal(p);
-				continue;
-			}
-			for (uint64_t b = 0; b < n; b++)
-				if (bitarray_get(src[k], first + b))
-					p->bits[b >> 3] |= (uint8_t)(1u << (b & 7));
-			md_page_seal(p);
-		}
-	}
+	masks_encode(op->bs, op->buf, op->mask_gen);
 }
 
 static void unload_write_masks(void *cb_arg, int err)
@@ -528,6 +477,10 @@ static void unload_start(struct bs_store *bs, bool destroy, bs_cpl_fn cb_fn, voi
 {
 	struct store_op *op;
 
+	if (bs == NULL) {
+		store_defer_cpl(cb_fn, cb_arg, -EINVAL);
+		return;
+	}
 	if (!on_md_thread(bs)) {
 		LOG_ERR("unload: not on the metadata thread");
 		store_defer_cpl(cb_fn, cb_arg, -EPERM);

@@ -141,8 +141,11 @@ struct bs_store {
 	struct bitarray slots_used;
 	struct bitarray slots_corrupt;
 	uint32_t *slot_inc;		/* incarnation of the blob in each used slot */
+	uint64_t *slot_parent;		/* parent blob id of each slot's blob, 0 = none */
+	struct bitarray slots_hidden;	/* hidden snapshots (deleted, serving clones) */
 	atomic_uint_fast64_t free_clusters;
 	atomic_uint_fast64_t alloc_hint;
+	atomic_uint_fast64_t claims_inflight;	/* data path: claims not yet published or given back */
 	uint64_t pool_hint;
 
 	struct bs_blob_list blobs;	/* open and closed handles */
@@ -160,6 +163,11 @@ void layout_from_super(struct bs_store *bs, const struct md_super *sb);
 uint64_t page_to_lba(const struct bs_store *bs, uint64_t page_no);
 int store_alloc_masks(struct bs_store *bs);
 void store_free(struct bs_store *bs);
+
+/* ---- masks.c ---- */
+uint64_t mask_kind_pages(const struct bs_store *bs, int kind);
+void masks_encode(struct bs_store *bs, uint8_t *buf, uint64_t gen);
+int masks_decode(struct bs_store *bs, uint8_t *buf, uint64_t gen);
 
 /* ---- md_io.c: batched metadata IO on the metadata thread ---- */
 struct md_batch *md_batch_new(struct bs_store *bs, bs_cpl_fn cb_fn, void *cb_arg);
@@ -209,6 +217,9 @@ void blob_tree_load(struct bs_store *bs, struct bs_blob *blob, const struct md_r
 		    bs_cpl_fn cb_fn, void *cb_arg);
 /** Commit the blob's metadata (D2-D5, D9). */
 void blob_commit(struct bs_blob *blob, bool tombstone, bs_cpl_fn cb_fn, void *cb_arg);
+/** Commit several blobs atomically as one group (D13). */
+void blob_commit_group(struct bs_blob **blobs, const bool *tombstone, uint32_t n,
+		       bs_cpl_fn cb_fn, void *cb_arg);
 struct bs_blob *blob_alloc(struct bs_store *bs, bs_blob_id id);
 void blob_free_md(struct bs_blob *blob);
 void blob_destroy(struct bs_blob *blob);

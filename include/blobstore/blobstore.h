@@ -202,8 +202,12 @@ void bs_blob_open(struct bs_store *bs, bs_blob_id id, struct bs_blob **blob_out,
 void bs_blob_close(struct bs_blob *blob, bs_cpl_fn cb_fn, void *cb_arg);
 
 /**
- * Delete a closed blob. Errors: -ENOENT, -EBUSY (open), -EROFS, -EIO.
- * Durable: the blob is gone, when it reports 0 (D11).
+ * Delete a closed blob. A snapshot with one clone is merged into it (the
+ * clone takes over its clusters); a snapshot with several clones is hidden:
+ * it disappears from iteration and open, keeps serving its clones, and goes
+ * away by itself when at most one clone is left.
+ * Errors: -ENOENT, -EBUSY (open, or an ancestor of an open blob being
+ * merged), -EROFS, -EIO. Durable: the blob is gone, when it reports 0 (D11).
  */
 void bs_blob_delete(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg);
 
@@ -257,8 +261,10 @@ uint64_t bs_blob_next_unallocated_io_unit(const struct bs_blob *blob, uint64_t o
  * unallocated clusters of a thin blob return zeros; the first write to one
  * allocates it. All complete on the channel's thread.
  * Errors: -EINVAL (zero length, misaligned buffer), -ERANGE (past the end),
- * -EPERM (write to a read-only blob), -EBADF (blob closed), -ENOSPC (thin
- * allocation failed), -EAGAIN (channel out of request slots), -EIO.
+ * -EPERM (write to a read-only blob, or a thin allocation in a blob whose
+ * metadata is read-only), -EROFS (write while the store is loaded
+ * read-only), -EBADF (blob closed), -ENOSPC (thin allocation failed),
+ * -EAGAIN (channel out of request slots), -EIO.
  * ------------------------------------------------------------------------ */
 
 /** Allocate the calling thread's channel. NULL with errno on failure. */
@@ -278,6 +284,65 @@ void bs_blob_unmap(struct bs_blob *blob, struct bs_io_channel *ch, uint64_t offs
 		   uint64_t length, bs_cpl_fn cb_fn, void *cb_arg);
 void bs_blob_write_zeroes(struct bs_blob *blob, struct bs_io_channel *ch, uint64_t offset,
 			  uint64_t length, bs_cpl_fn cb_fn, void *cb_arg);
+
+/* ------------------------------------------------------------------------
+ * Snapshots and clones (docs/snapshots.md). All on the metadata thread.
+ * Multi-blob changes are all-or-nothing across power cuts (D13).
+ * ------------------------------------------------------------------------ */
+
+/**
+ * Take a snapshot of blob @p id: a new read-only blob takes over all of its
+ * clusters, and @p id becomes a thin clone of it. The blob may be open; its
+ * IO is paused meanwhile. Completed writes are in the snapshot and durable.
+ * @p xattrs (may be NULL) are set on the snapshot.
+ * Errors: -ENOENT, -EINVAL (blob is read-only: clone it instead),
+ * -EPERM (metadata read-only), -ENOSPC (no slot or pool page), -EBUSY
+ * (a sync or resize of the blob is running), -EIO, -EROFS.
+ * Durable: both blobs, when it reports 0.
+ */
+void bs_blob_snapshot(struct bs_store *bs, bs_blob_id id, const struct bs_xattr *xattrs,
+		      uint32_t xattr_count, bs_blob_id *snap_out, bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Create a thin clone of the read-only blob @p parent (same size).
+ * Errors: -ENOENT, -EINVAL (parent is writable), -ENOSPC, -EIO, -EROFS.
+ * Durable when it reports 0.
+ */
+void bs_blob_clone(struct bs_store *bs, bs_blob_id parent, const struct bs_xattr *xattrs,
+		   uint32_t xattr_count, bs_blob_id *clone_out, bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Give blob @p id a cluster of its own for every cluster (copied from its
+ * chain, or zeroed) and drop its parent. Errors: -ENOENT, -ENOSPC, -EBUSY,
+ * -EIO. Durable when it reports 0.
+ */
+void bs_blob_inflate(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Copy into blob @p id the clusters its parent owns (where it has none of
+ * its own), then make its grandparent its parent. Errors: -ENOENT, -EINVAL
+ * (no parent), -ENOSPC, -EBUSY, -EIO. Durable when it reports 0.
+ */
+void bs_blob_decouple_parent(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Make the read-only blob @p parent the parent of thin blob @p id. They must
+ * have the same size, and @p parent must not descend from @p id.
+ * Errors: -ENOENT, -EINVAL (size mismatch, parent writable, cycle, same
+ * blob), -EBUSY, -EIO. Durable when it reports 0.
+ */
+void bs_blob_set_parent(struct bs_store *bs, bs_blob_id id, bs_blob_id parent,
+			bs_cpl_fn cb_fn, void *cb_arg);
+
+/** Parent of @p id (0 if none) from the store's parent table. 0, -ENOENT. Sync. */
+int bs_blob_get_parent(struct bs_store *bs, bs_blob_id id, bs_blob_id *parent);
+
+/**
+ * Clones of @p id. On entry *count is the capacity of @p ids; on return the
+ * number of clones (ids filled up to the capacity). 0, -ENOENT, -ENOBUFS
+ * (capacity too small; *count says how many there are). Sync.
+ */
+int bs_blob_get_clones(struct bs_store *bs, bs_blob_id id, bs_blob_id *ids, size_t *count);
 
 /* ------------------------------------------------------------------------
  * Consistency checker

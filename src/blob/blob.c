@@ -137,6 +137,7 @@ struct slot_read {
 	void *cb_arg;
 	/* operation state */
 	bs_blob_id id;
+	bs_blob_id parent_id;		/* clone: the parent */
 	struct bs_blob **blob_out;
 	bs_blob_id *id_out;
 	struct bs_blob_opts opts;
@@ -200,6 +201,7 @@ static void create_commit_cpl(void *cb_arg, int err)
 	} else {
 		*sr->id_out = blob->id;
 		bs->slot_inc[blob->slot] = BLOB_ID_INCARNATION(blob->id);
+		bs->slot_parent[blob->slot] = blob->parent_id;
 		blob_free_md(blob); /* created closed */
 		blob->state = BLOB_CLOSED;
 		bs->report.blobs++;
@@ -270,6 +272,21 @@ static int create_apply_opts(struct bs_blob *blob, const struct bs_blob_opts *o)
 	return 0;
 }
 
+/*
+ * D3: a new blob's first root must not overwrite the slot's newest valid
+ * page (a tombstone, or an older incarnation's root): return that page.
+ */
+static int slot_newest_page(const struct bs_store *bs, uint32_t slot, const struct md_root pages[2])
+{
+	int valid, pick;
+	bool tomb;
+
+	pick = blob_root_pick(bs, slot, pages, &valid, &tomb);
+	if (pick < 0 && valid)
+		pick = (valid & 2) && (!(valid & 1) || pages[1].hdr.gen > pages[0].hdr.gen);
+	return pick < 0 ? 1 : pick;
+}
+
 static void create_slot_cpl(void *cb_arg, int err)
 {
 	struct slot_read *sr = cb_arg;
@@ -277,8 +294,6 @@ static void create_slot_cpl(void *cb_arg, int err)
 	uint32_t slot = BLOB_ID_SLOT(sr->id);
 	struct bs_blob *blob;
 	struct md_batch *b;
-	int valid;
-	bool tomb;
 
 	if (err == 0)
 		err = create_apply_opts(sr->blob, &sr->opts);
@@ -290,11 +305,12 @@ static void create_slot_cpl(void *cb_arg, int err)
 		return;
 	}
 	blob = sr->blob;
-	/* D3: the new root goes to the page that is not the slot's newest valid one. */
-	int pick = blob_root_pick(bs, slot, sr->pages, &valid, &tomb);
-	if (pick < 0 && valid)
-		pick = (valid & 2) && (!(valid & 1) || sr->pages[1].hdr.gen > sr->pages[0].hdr.gen);
-	blob->root_page = pick < 0 ? 1 : pick;
+	if (sr->parent_id != 0) {
+		blob->parent_id = sr->parent_id;
+		blob->thin = true;
+		blob->invalid_flags |= BLOB_INVALID_THIN;
+	}
+	blob->root_page = slot_newest_page(bs, slot, sr->pages);
 	b = md_batch_new(bs, create_zero_cpl, sr);
 	if (b == NULL) {
 		create_zero_cpl(sr, -ENOMEM);
@@ -313,6 +329,13 @@ void bs_blob_opts_init(struct bs_blob_opts *opts, size_t opts_size)
 
 void bs_blob_create(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blob_id *id_out,
 		    bs_cpl_fn cb_fn, void *cb_arg)
+{
+	blob_create(bs, opts, 0, id_out, cb_fn, cb_arg);
+}
+
+/* Create a blob; with @parent_id a thin clone of that blob. */
+void blob_create(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blob_id parent_id,
+		 bs_blob_id *id_out, bs_cpl_fn cb_fn, void *cb_arg)
 {
 	int rc = md_call_check(bs, "create", true);
 	struct slot_read *sr;
@@ -340,6 +363,7 @@ void bs_blob_create(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blo
 	if ((uint32_t)bs->id_next == 0)
 		bs->id_next++;
 	sr->id_out = id_out;
+	sr->parent_id = parent_id;
 	sr->blob = blob_alloc(bs, sr->id);
 	if (sr->blob == NULL) {
 		slot_read_done(sr, -ENOMEM);
@@ -369,6 +393,38 @@ static void open_wake_waiters(struct bs_blob *blob, int err)
 	}
 }
 
+/* The blob and its ancestors are loaded: it is open. */
+static void open_done(struct slot_read *sr)
+{
+	struct bs_blob *blob = sr->blob;
+
+	blob->state = BLOB_OPEN;
+	blob->ref = 1;
+	sr->bs->open_blobs++;
+	*sr->blob_out = blob;
+	slot_read_done(sr, 0);
+	open_wake_waiters(blob, 0);
+}
+
+static void open_parent_cpl(void *cb_arg, int err)
+{
+	struct slot_read *sr = cb_arg;
+	struct bs_blob *blob = sr->blob;
+
+	if (err == 0) {
+		open_done(sr);
+		return;
+	}
+	LOG_ERR("open: blob 0x%" PRIx64 ": its parent 0x%" PRIx64 " cannot be opened (%s)",
+		blob->id, blob->parent_id, strerror(-err));
+	blob->parent = NULL;
+	blob_free_md(blob);
+	blob->state = BLOB_CLOSED;
+	err = err == -ENOENT ? -EILSEQ : err; /* a dangling parent link is corruption */
+	slot_read_done(sr, err);
+	open_wake_waiters(blob, err);
+}
+
 static void open_tree_cpl(void *cb_arg, int err)
 {
 	struct slot_read *sr = cb_arg;
@@ -382,11 +438,13 @@ static void open_tree_cpl(void *cb_arg, int err)
 	} else if ((err = blob_alloc_dirty_resize(blob)) != 0) {
 		blob_free_md(blob);
 		blob->state = BLOB_CLOSED;
+	} else if (blob->parent_id != 0 && !(blob->invalid_flags & BLOB_INVALID_ESNAP)) {
+		/* Reads of clusters it does not own go to its parent: load it too. */
+		blob_open_internal(sr->bs, blob->parent_id, &blob->parent, open_parent_cpl, sr);
+		return;
 	} else {
-		blob->state = BLOB_OPEN;
-		blob->ref = 1;
-		sr->bs->open_blobs++;
-		*sr->blob_out = blob;
+		open_done(sr);
+		return;
 	}
 	slot_read_done(sr, err);
 	open_wake_waiters(blob, err);
@@ -434,10 +492,24 @@ void bs_blob_open(struct bs_store *bs, bs_blob_id id, struct bs_blob **blob_out,
 		  bs_cpl_fn cb_fn, void *cb_arg)
 {
 	int rc = md_call_check(bs, "open", false);
+
+	if (rc == 0 && slot_valid(bs, id) && bitarray_get(&bs->slots_hidden, BLOB_ID_SLOT(id)))
+		rc = -ENOENT; /* a deleted snapshot still serving its clones */
+	if (rc != 0) {
+		store_defer_cpl(cb_fn, cb_arg, rc);
+		return;
+	}
+	blob_open_internal(bs, id, blob_out, cb_fn, cb_arg);
+}
+
+void blob_open_internal(struct bs_store *bs, bs_blob_id id, struct bs_blob **blob_out,
+			bs_cpl_fn cb_fn, void *cb_arg)
+{
+	int rc = 0;
 	struct bs_blob *blob = NULL;
 	struct slot_read *sr;
 
-	if (rc == 0 && (blob_out == NULL || !slot_valid(bs, id)))
+	if (blob_out == NULL || !slot_valid(bs, id))
 		rc = blob_out == NULL ? -EINVAL : -ENOENT;
 	if (rc == 0 && bitarray_get(&bs->slots_corrupt, BLOB_ID_SLOT(id)))
 		rc = -EILSEQ;
@@ -507,13 +579,25 @@ static void close_sync_cpl(void *cb_arg, int err)
 	struct blob_op *op = cb_arg;
 	struct bs_blob *blob = op->blob;
 
-	if (--blob->ref == 0) {
-		blob->state = BLOB_CLOSED;
-		blob_free_md(blob);
-		blob->bs->open_blobs--;
-	}
+	blob_put(blob);
 	op->cb_fn(op->cb_arg, err);
 	free(op);
+}
+
+/* The last reference: free the metadata and release the parent's. */
+void blob_put(struct bs_blob *blob)
+{
+	struct bs_blob *parent = blob->parent;
+
+	assert(blob->ref > 0);
+	if (--blob->ref != 0)
+		return;
+	blob->state = BLOB_CLOSED;
+	blob->parent = NULL;
+	blob_free_md(blob);
+	blob->bs->open_blobs--;
+	if (parent != NULL)
+		blob_put(parent); /* ancestors are read-only: nothing to sync */
 }
 
 static struct blob_op *blob_op_new(struct bs_blob *blob, bs_cpl_fn cb_fn, void *cb_arg)
@@ -692,6 +776,7 @@ static void delete_commit_cpl(void *cb_arg, int err)
 		blob_map_for_each_page(&blob->map, pool_page_free_cb, bs);
 		bitarray_clear(&bs->slots_used, blob->slot);
 		bs->slot_inc[blob->slot] = 0;
+		bs->slot_parent[blob->slot] = 0;
 		blob->state = BLOB_DELETED;
 		bs->report.blobs--;
 	} else {
@@ -756,6 +841,21 @@ void bs_blob_delete(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *c
 			rc = -ENOENT;
 		else if (blob != NULL && blob->state != BLOB_CLOSED)
 			rc = -EBUSY;
+	}
+	if (rc == 0 && bitarray_get(&bs->slots_hidden, BLOB_ID_SLOT(id)))
+		rc = -ENOENT; /* already deleted; goes away with its last clone */
+	if (rc == 0) {
+		bs_blob_id one = 0;
+		int clones = blob_count_clones(bs, id, &one);
+
+		if (clones == 1) {
+			blob_merge_delete(bs, id, one, cb_fn, cb_arg);
+			return;
+		}
+		if (clones > 1) {
+			blob_hide(bs, id, cb_fn, cb_arg);
+			return;
+		}
 	}
 	if (rc != 0 || (sr = slot_read_new(bs, cb_fn, cb_arg)) == NULL) {
 		if (rc != 0)
@@ -925,10 +1025,10 @@ int bs_blob_set_xattr(struct bs_blob *blob, const char *name, const void *value,
 int bs_blob_get_xattr(struct bs_blob *blob, const char *name, const void **value,
 		      uint32_t *value_len)
 {
-	if (blob == NULL || blob->state != BLOB_OPEN)
-		return -EBADF;
-	if (value == NULL || value_len == NULL)
+	if (blob == NULL || name == NULL || value == NULL || value_len == NULL)
 		return -EINVAL;
+	if (blob->state != BLOB_OPEN)
+		return -EBADF;
 	return xattr_set_get(&blob->xattrs, name, 0, value, value_len);
 }
 
@@ -936,6 +1036,8 @@ int bs_blob_remove_xattr(struct bs_blob *blob, const char *name)
 {
 	int rc = blob_call_check(blob, "remove_xattr", false);
 
+	if (rc == 0 && name == NULL)
+		rc = -EINVAL;
 	if (rc == 0 && blob->md_ro)
 		rc = -EPERM;
 	if (rc == 0)
@@ -1019,7 +1121,8 @@ static bs_blob_id iter_from(struct bs_store *bs, const struct bitarray *set, uin
 
 		if (s == BITARRAY_NONE)
 			return BS_BLOB_ID_INVALID;
-		if (set == &bs->slots_used && bitarray_get(&bs->slots_corrupt, s)) {
+		if (set == &bs->slots_used && (bitarray_get(&bs->slots_corrupt, s) ||
+						bitarray_get(&bs->slots_hidden, s))) {
 			slot = s + 1;
 			continue;
 		}
@@ -1103,4 +1206,96 @@ int bs_get_super(struct bs_store *bs, bs_blob_id *id)
 		return -ENOENT;
 	*id = bs->super_blob;
 	return 0;
+}
+
+/* ---------------------------------------------------------- slot reservation */
+
+struct reserve_op {
+	struct bs_blob *blob;
+	struct bs_blob **out;
+	struct md_root *pages;
+	bs_cpl_fn cb_fn;
+	void *cb_arg;
+};
+
+static void reserve_read_cpl(void *cb_arg, int err)
+{
+	struct reserve_op *r = cb_arg;
+	struct bs_blob *blob = r->blob;
+
+	if (err == 0) {
+		blob->root_page = slot_newest_page(blob->bs, blob->slot, r->pages);
+		*r->out = blob;
+	} else {
+		blob_unreserve(blob);
+	}
+	md_free_pages(r->pages);
+	r->cb_fn(r->cb_arg, err);
+	free(r);
+}
+
+/*
+ * Reserve a free slot and a fresh id for a new blob that another operation
+ * (a snapshot) fills in and commits: *out gets a CLOSED handle with an empty
+ * map whose root page target is set (D3). Errors: -ENOSPC, -ENOMEM, -EIO.
+ */
+void blob_reserve(struct bs_store *bs, struct bs_blob **out, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	uint64_t slot = bitarray_find_first_clear(&bs->slots_used, 0);
+	struct reserve_op *r;
+	struct md_batch *b;
+
+	if (slot == BITARRAY_NONE) {
+		LOG_ERR("snapshot: all %" PRIu64 " blob slots are in use", bs->max_blobs);
+		store_defer_cpl(cb_fn, cb_arg, -ENOSPC);
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL || (r->pages = md_alloc_pages(2)) == NULL ||
+	    (r->blob = blob_alloc(bs, BLOB_ID((uint32_t)bs->id_next, slot))) == NULL) {
+		if (r != NULL)
+			md_free_pages(r->pages);
+		free(r);
+		store_defer_cpl(cb_fn, cb_arg, -ENOMEM);
+		return;
+	}
+	if (++bs->id_next > UINT32_MAX)
+		bs->id_next = 1;
+	r->out = out;
+	r->cb_fn = cb_fn;
+	r->cb_arg = cb_arg;
+	bitarray_set(&bs->slots_used, slot);
+	TAILQ_INSERT_TAIL(&bs->blobs, r->blob, link);
+	b = md_batch_new(bs, reserve_read_cpl, r);
+	if (b == NULL) {
+		store_defer_cpl(reserve_read_cpl, r, -ENOMEM);
+		return;
+	}
+	md_batch_read(b, r->pages, bs->root_start + 2 * slot, 2);
+	md_batch_close(b);
+}
+
+/* Give back a reserved slot whose blob was never committed. */
+void blob_unreserve(struct bs_blob *blob)
+{
+	struct bs_store *bs = blob->bs;
+
+	bitarray_clear(&bs->slots_used, blob->slot);
+	TAILQ_REMOVE(&bs->blobs, blob, link);
+	blob_destroy(blob);
+}
+
+int blob_count_clones(const struct bs_store *bs, bs_blob_id id, bs_blob_id *one)
+{
+	int n = 0;
+
+	for (uint64_t s = bitarray_find_first_set(&bs->slots_used, 0); s != BITARRAY_NONE;
+	     s = bitarray_find_first_set(&bs->slots_used, s + 1)) {
+		if (bs->slot_parent[s] == id && !bitarray_get(&bs->slots_corrupt, s)) {
+			if (one != NULL)
+				*one = BLOB_ID(bs->slot_inc[s], s);
+			n++;
+		}
+	}
+	return n;
 }

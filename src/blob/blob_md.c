@@ -36,6 +36,15 @@ static void root_expect(const struct bs_store *bs, uint32_t slot, int page, stru
 	e->level = (uint16_t)page;
 }
 
+/* True if @r is a valid root page @page of @slot (D1). */
+bool blob_root_valid(const struct bs_store *bs, uint32_t slot, int page, const struct md_root *r)
+{
+	struct md_expect e;
+
+	root_expect(bs, slot, page, &e);
+	return md_page_check(r, &e, NULL) == 0;
+}
+
 /*
  * Choose the live root of @slot from its two pages (D3): the valid page with
  * the highest generation. Returns the page index, -ENOENT when the slot holds

@@ -291,6 +291,8 @@ void bs_check(struct bs_store *bs, struct bs_check_report *report, bs_check_msg_
 	struct check *ck;
 
 	if (bs == NULL || report == NULL || !on_md_thread(bs)) {
+		if (bs != NULL && report != NULL)
+			LOG_ERR("check: must be called on the metadata thread");
 		store_defer_cpl(cb_fn, cb_arg, bs && report ? -EPERM : -EINVAL);
 		return;
 	}
@@ -299,7 +301,7 @@ void bs_check(struct bs_store *bs, struct bs_check_report *report, bs_check_msg_
 	if (ck == NULL || bitarray_init(&ck->clusters, bs->total_clusters) != 0 ||
 	    bitarray_init(&ck->pool, bs->pool_pages) != 0 ||
 	    bitarray_init(&ck->slots, bs->max_blobs) != 0 ||
-	    (ck->pages = md_alloc_pages(2 * CHECK_WINDOW)) == NULL) {
+	    (ck->pages = md_alloc_pages(2 * BS_MIN((uint64_t)CHECK_WINDOW, bs->max_blobs))) == NULL) {
 		if (ck != NULL) {
 			bitarray_free(&ck->clusters);
 			bitarray_free(&ck->pool);

@@ -38,7 +38,11 @@ struct req_piece {
 	uint64_t len;
 	uint64_t byte_off;		/* into the request's buffer */
 	uint32_t cluster;		/* claimed, waiting to be published */
+	uint32_t cow_src;		/* copy-on-write: the ancestor's cluster */
+	uint64_t cow_done;		/* blocks copied so far (bounce copy) */
+	struct req_piece *cow_next;	/* waiting for the channel's bounce buffer */
 	bool busy;
+	struct bs_defer retry;		/* allocation retry while other claims are in flight */
 	struct iovec iov[PIECE_IOV_MAX];
 	int iovcnt;
 };
@@ -70,7 +74,14 @@ struct blob_channel {
 	struct blob_req *free;
 	struct blob_req *frozen_head;	/* waiting for a resize to finish */
 	struct blob_req **frozen_tail;
+	uint8_t *bounce;		/* copy-on-write buffer (no device copy) */
+	uint64_t bounce_blocks;
+	struct req_piece *cow_owner;	/* the piece using the bounce buffer */
+	struct req_piece *cow_wait_head;
+	struct req_piece **cow_wait_tail;
 };
+
+#define COW_BOUNCE_BYTES (1u << 20)
 
 /* ---------------------------------------------------------- channels */
 
@@ -89,6 +100,14 @@ static int blob_channel_create(void *io_device, void *ctx)
 		return -ENOMEM;
 	}
 	ch->frozen_tail = &ch->frozen_head;
+	ch->cow_wait_tail = &ch->cow_wait_head;
+	ch->bounce_blocks = BS_MIN((uint64_t)COW_BOUNCE_BYTES, (uint64_t)bs->cluster_size) / bs->block_len;
+	if (!bs_dev_has_copy(bs->dev) &&
+	    posix_memalign((void **)&ch->bounce, 4096, ch->bounce_blocks * bs->block_len) != 0) {
+		free(ch->reqs);
+		bs_dev_put_channel(ch->dev_ch);
+		return -ENOMEM;
+	}
 	for (uint32_t i = 0; i < bs->max_channel_ops; i++) {
 		ch->reqs[i].ch = ch;
 		ch->reqs[i].next_free = ch->free;
@@ -102,6 +121,7 @@ static void blob_channel_destroy(void *io_device, void *ctx)
 	struct blob_channel *ch = ctx;
 
 	free(ch->reqs);
+	free(ch->bounce);
 	bs_dev_put_channel(ch->dev_ch);
 }
 
@@ -208,12 +228,37 @@ static uint64_t piece_lba(const struct req_piece *p, uint32_t cluster)
 	return (uint64_t)cluster * p->req->ch->bs->blocks_per_cluster + p->off;
 }
 
+/* Apply a write (or zeroes) to the blob's own cluster @cluster. */
 static void piece_write_to(struct req_piece *p, uint32_t cluster)
 {
 	struct blob_req *req = p->req;
 
+	if (req->op != REQ_WRITE) {
+		bs_dev_write_zeroes(req->ch->dev_ch, &p->dio, piece_lba(p, cluster), p->len,
+				    piece_io_cpl, p);
+		return;
+	}
 	bs_dev_writev(req->ch->dev_ch, &p->dio, p->iov, p->iovcnt, piece_lba(p, cluster), p->len,
 		      piece_io_cpl, p);
+}
+
+/*
+ * The cluster of blob cluster @i seen through @blob's ancestors: the first
+ * ancestor that owns it, or 0 (reads as zeros). An ancestor smaller than
+ * the blob ends the walk past its end.
+ */
+uint32_t blob_chain_lookup(const struct bs_blob *blob, uint64_t i)
+{
+	for (const struct bs_blob *a = blob->parent; a != NULL; a = a->parent) {
+		uint32_t c;
+
+		if (i >= a->map.num_clusters)
+			return 0;
+		c = blob_map_get(&a->map, i);
+		if (c != 0)
+			return c;
+	}
+	return 0;
 }
 
 /*
@@ -227,6 +272,7 @@ static void piece_publish(struct req_piece *p, bool still_zero)
 	uint32_t c = p->cluster;
 
 	p->cluster = 0;
+	atomic_fetch_sub(&bs->claims_inflight, 1);
 	if (blob_map_claim(&blob->map, p->cl_idx, c)) {
 		blob_note_alloc(blob, p->cl_idx);
 		atomic_fetch_add(&blob->allocs, 1);
@@ -243,6 +289,7 @@ static void piece_zeroed_cpl(void *cb_arg, int err)
 
 	if (err != 0) {
 		cluster_release(p->req->ch->bs, p->cluster, false);
+		atomic_fetch_sub(&p->req->ch->bs->claims_inflight, 1);
 		p->cluster = 0;
 		req_piece_done(p, err);
 		return;
@@ -250,15 +297,181 @@ static void piece_zeroed_cpl(void *cb_arg, int err)
 	piece_publish(p, false);
 }
 
+static void piece_issue(struct req_piece *p);
+
+static void piece_retry(void *ctx)
+{
+	piece_issue(ctx);
+}
+
+/*
+ * No cluster was free. Clusters claimed by other writers are still in
+ * flight (each is either published or given back), so unless this one was
+ * published meanwhile, retry on a later poll while any is; -ENOSPC only
+ * when none is.
+ */
+static void piece_claim_failed(struct req_piece *p)
+{
+	struct bs_store *bs = p->req->ch->bs;
+	uint32_t c = blob_map_get(&p->req->blob->map, p->cl_idx);
+	uint64_t others = atomic_fetch_sub(&bs->claims_inflight, 1) - 1;
+
+	if (c != 0)
+		piece_write_to(p, c);
+	else if (others > 0)
+		bs_thread_defer(&p->retry, piece_retry, p);
+	else
+		req_piece_done(p, -ENOSPC);
+}
+
+/* ---------------------------------------------------------- copy-on-write */
+
+static void cow_copied(struct req_piece *p, int err);
+static void cow_bounce_step(struct req_piece *p);
+
+static void cow_bounce_write_cpl(void *cb_arg, int err)
+{
+	struct req_piece *p = cb_arg;
+
+	if (err != 0) {
+		cow_copied(p, err);
+		return;
+	}
+	p->cow_done += BS_MIN(p->req->ch->bounce_blocks,
+			      p->req->ch->bs->blocks_per_cluster - p->cow_done);
+	cow_bounce_step(p);
+}
+
+static void cow_bounce_read_cpl(void *cb_arg, int err)
+{
+	struct req_piece *p = cb_arg;
+	struct blob_channel *ch = p->req->ch;
+	uint64_t n = BS_MIN(ch->bounce_blocks, ch->bs->blocks_per_cluster - p->cow_done);
+
+	if (err != 0) {
+		cow_copied(p, err);
+		return;
+	}
+	bs_dev_write(ch->dev_ch, &p->dio, ch->bounce,
+		     (uint64_t)p->cluster * ch->bs->blocks_per_cluster + p->cow_done, n,
+		     cow_bounce_write_cpl, p);
+}
+
+/* Copy the next bounce-sized chunk, or finish. */
+static void cow_bounce_step(struct req_piece *p)
+{
+	struct blob_channel *ch = p->req->ch;
+	uint64_t bpc = ch->bs->blocks_per_cluster;
+
+	if (p->cow_done >= bpc) {
+		cow_copied(p, 0);
+		return;
+	}
+	bs_dev_read(ch->dev_ch, &p->dio, ch->bounce, (uint64_t)p->cow_src * bpc + p->cow_done,
+		    BS_MIN(ch->bounce_blocks, bpc - p->cow_done), cow_bounce_read_cpl, p);
+}
+
+static void cow_copy_cpl(void *cb_arg, int err)
+{
+	cow_copied(cb_arg, err);
+}
+
+/* Start copying the ancestor's cluster into the claimed one. */
+static void cow_start(struct req_piece *p)
+{
+	struct blob_channel *ch = p->req->ch;
+	uint64_t bpc = ch->bs->blocks_per_cluster;
+
+	p->cow_done = 0;
+	if (ch->bounce == NULL) {
+		bs_dev_copy(ch->dev_ch, &p->dio, (uint64_t)p->cluster * bpc,
+			    (uint64_t)p->cow_src * bpc, bpc, cow_copy_cpl, p);
+		return;
+	}
+	if (ch->cow_owner != NULL) {
+		/* One bounce buffer per channel: wait for it. */
+		p->cow_next = NULL;
+		*ch->cow_wait_tail = p;
+		ch->cow_wait_tail = &p->cow_next;
+		return;
+	}
+	ch->cow_owner = p;
+	cow_bounce_step(p);
+}
+
+/* Hand the bounce buffer to the next waiting piece. */
+static void cow_release_bounce(struct blob_channel *ch, struct req_piece *p)
+{
+	struct req_piece *next = ch->cow_wait_head;
+
+	if (ch->cow_owner != p)
+		return;
+	ch->cow_owner = NULL;
+	if (next == NULL)
+		return;
+	ch->cow_wait_head = next->cow_next;
+	if (ch->cow_wait_head == NULL)
+		ch->cow_wait_tail = &ch->cow_wait_head;
+	ch->cow_owner = next;
+	cow_bounce_step(next);
+}
+
+/*
+ * The copy is complete: publish the cluster (D8/D9: the data it shows is
+ * whole before anyone can see it), then apply the write to it.
+ */
+static void cow_copied(struct req_piece *p, int err)
+{
+	struct bs_store *bs = p->req->ch->bs;
+
+	cow_release_bounce(p->req->ch, p);
+	if (err != 0) {
+		cluster_release(bs, p->cluster, false);
+		atomic_fetch_sub(&bs->claims_inflight, 1);
+		p->cluster = 0;
+		req_piece_done(p, err);
+		return;
+	}
+	piece_publish(p, false);
+}
+
+/* First write to a cluster an ancestor owns: copy it, then write. */
+static void piece_cow(struct req_piece *p, uint32_t src)
+{
+	struct bs_store *bs = p->req->ch->bs;
+	bool zeroed = false;
+	uint32_t c;
+
+	if (p->req->blob->md_ro) {
+		req_piece_done(p, -EPERM);
+		return;
+	}
+	atomic_fetch_add(&bs->claims_inflight, 1);
+	c = cluster_claim(bs, &zeroed);
+	if (c == 0) {
+		piece_claim_failed(p);
+		return;
+	}
+	p->cluster = c;
+	p->cow_src = src;
+	cow_start(p);
+}
+
 /* First write to an unallocated cluster of a thin blob. */
 static void piece_allocate(struct req_piece *p)
 {
 	struct bs_store *bs = p->req->ch->bs;
 	bool zeroed = false;
-	uint32_t c = cluster_claim(bs, &zeroed);
+	uint32_t c;
 
+	if (p->req->blob->md_ro) {
+		req_piece_done(p, -EPERM); /* a new cluster would change read-only metadata */
+		return;
+	}
+	atomic_fetch_add(&bs->claims_inflight, 1);
+	c = cluster_claim(bs, &zeroed);
 	if (c == 0) {
-		req_piece_done(p, -ENOSPC);
+		piece_claim_failed(p);
 		return;
 	}
 	p->cluster = c;
@@ -331,8 +544,12 @@ static void piece_issue(struct req_piece *p)
 	struct bs_io_channel *dch = req->ch->dev_ch;
 	uint32_t c = blob_map_get(&req->blob->map, p->cl_idx);
 
+	uint32_t src = c == 0 && req->blob->parent != NULL ? blob_chain_lookup(req->blob, p->cl_idx) : 0;
+
 	switch (req->op) {
 	case REQ_READ:
+		if (c == 0)
+			c = src; /* read through to the ancestor that owns it */
 		if (c == 0) {
 			piece_zero_fill(p);
 			req_piece_done(p, 0);
@@ -344,18 +561,30 @@ static void piece_issue(struct req_piece *p)
 	case REQ_WRITE:
 		if (c != 0)
 			piece_write_to(p, c);
+		else if (src != 0)
+			piece_cow(p, src);
 		else
 			piece_allocate(p);
 		return;
 	case REQ_UNMAP:
+		/* Freeing is right only if nothing shows through from an ancestor. */
 		if (c != 0 && req->blob->thin && p->off == 0 &&
-		    p->len == req->ch->bs->blocks_per_cluster) {
+		    p->len == req->ch->bs->blocks_per_cluster &&
+		    (req->blob->parent == NULL || blob_chain_lookup(req->blob, p->cl_idx) == 0)) {
 			piece_unmap_cluster(p, c);
 			return;
 		}
 		/* Partial ranges: zeroed, so they read as zeros afterwards. */
 		__attribute__((fallthrough));
 	case REQ_WRITE_ZEROES:
+		if (c == 0 && src != 0) {
+			/* The ancestor's data must stop showing through. */
+			if (p->len == req->ch->bs->blocks_per_cluster)
+				piece_allocate(p); /* whole cluster: a zeroed one will do */
+			else
+				piece_cow(p, src);
+			return;
+		}
 		if (c == 0) {
 			req_piece_done(p, 0); /* unallocated: already reads as zeros */
 			return;
@@ -512,7 +741,9 @@ int blob_freeze_run(struct bs_blob *blob, bs_msg_fn fn, void *ctx)
 static int io_check(struct bs_blob *blob, struct blob_channel *ch, enum req_op op,
 		    uint64_t offset, uint64_t length)
 {
-	if (blob == NULL || blob->state != BLOB_OPEN)
+	if (blob == NULL || ch == NULL)
+		return -EINVAL;
+	if (blob->state != BLOB_OPEN)
 		return -EBADF;
 	if (ch->bs != blob->bs)
 		return -EINVAL;
@@ -523,18 +754,32 @@ static int io_check(struct bs_blob *blob, struct blob_channel *ch, enum req_op o
 		return -ERANGE;
 	if (op != REQ_READ && blob->data_ro)
 		return -EPERM;
+	if (op != REQ_READ && blob->bs->read_only)
+		return -EROFS;
 	return 0;
+}
+
+/* A data buffer: at least one segment, none of them NULL. */
+static bool iov_valid(const struct iovec *iov, int iovcnt)
+{
+	if (iov == NULL || iovcnt < 1)
+		return false;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_base == NULL)
+			return false;
+	}
+	return true;
 }
 
 static void io_submit(struct bs_blob *blob, struct bs_io_channel *io_ch, enum req_op op,
 		      struct iovec *iov, int iovcnt, uint64_t offset, uint64_t length,
 		      bs_cpl_fn cb_fn, void *cb_arg)
 {
-	struct blob_channel *ch = bs_io_channel_get_ctx(io_ch);
+	struct blob_channel *ch = io_ch ? bs_io_channel_get_ctx(io_ch) : NULL;
 	int rc = io_check(blob, ch, op, offset, length);
 	struct blob_req *req;
 
-	if (rc == 0 && (op == REQ_READ || op == REQ_WRITE) && (iov == NULL || iovcnt < 1))
+	if (rc == 0 && (op == REQ_READ || op == REQ_WRITE) && !iov_valid(iov, iovcnt))
 		rc = -EINVAL;
 	if (rc == 0 && ch->free == NULL)
 		rc = -EAGAIN;
@@ -562,9 +807,9 @@ static void io_submit(struct bs_blob *blob, struct bs_io_channel *io_ch, enum re
 void bs_blob_read(struct bs_blob *blob, struct bs_io_channel *ch, void *buf,
 		  uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
 {
-	struct blob_channel *bch = bs_io_channel_get_ctx(ch);
+	struct blob_channel *bch = ch ? bs_io_channel_get_ctx(ch) : NULL;
 	struct iovec one = { buf, length * (blob ? blob->bs->block_len : 0) };
-	struct blob_req *req = bch->free;
+	struct blob_req *req = bch ? bch->free : NULL;
 
 	/* Single buffers use the request's own iovec so nothing dangles. */
 	if (req != NULL) {
@@ -578,9 +823,9 @@ void bs_blob_read(struct bs_blob *blob, struct bs_io_channel *ch, void *buf,
 void bs_blob_write(struct bs_blob *blob, struct bs_io_channel *ch, const void *buf,
 		   uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
 {
-	struct blob_channel *bch = bs_io_channel_get_ctx(ch);
+	struct blob_channel *bch = ch ? bs_io_channel_get_ctx(ch) : NULL;
 	struct iovec one = { (void *)buf, length * (blob ? blob->bs->block_len : 0) };
-	struct blob_req *req = bch->free;
+	struct blob_req *req = bch ? bch->free : NULL;
 
 	if (req != NULL) {
 		req->one = one;

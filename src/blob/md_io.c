@@ -160,6 +160,14 @@ void md_batch_read(struct md_batch *b, void *buf, uint64_t page_no, uint64_t npa
 			    npages * b->bs->blocks_per_page, md_op_cpl, op);
 }
 
+void md_batch_read_blocks(struct md_batch *b, void *buf, uint64_t lba, uint64_t nblocks)
+{
+	struct md_op *op = md_op_new(b);
+
+	if (op != NULL)
+		bs_dev_read(b->bs->md_ch, &op->io, buf, lba, nblocks, md_op_cpl, op);
+}
+
 void md_batch_write_blocks(struct md_batch *b, const void *buf, uint64_t lba, uint64_t nblocks)
 {
 	struct md_op *op = md_op_new(b);
@@ -188,6 +196,14 @@ void md_batch_unmap(struct md_batch *b, uint64_t lba, uint64_t nblocks)
 
 	if (op != NULL)
 		bs_dev_unmap(b->bs->md_ch, &op->io, lba, nblocks, md_op_cpl, op);
+}
+
+void md_batch_copy(struct md_batch *b, uint64_t dst_lba, uint64_t src_lba, uint64_t nblocks)
+{
+	struct md_op *op = md_op_new(b);
+
+	if (op != NULL)
+		bs_dev_copy(b->bs->md_ch, &op->io, dst_lba, src_lba, nblocks, md_op_cpl, op);
 }
 
 void md_batch_flush(struct md_batch *b)

@@ -62,6 +62,7 @@ struct bs_blob {
 	uint64_t data_ro_flags;
 	uint64_t md_ro_flags;
 	uint64_t parent_id;
+	struct bs_blob *parent;		/* open parent handle (holds one ref), NULL if none */
 	bool thin;
 	bool data_ro;			/* writes refused */
 	bool md_ro;			/* metadata changes refused */
@@ -174,8 +175,10 @@ struct md_batch *md_batch_new(struct bs_store *bs, bs_cpl_fn cb_fn, void *cb_arg
 void md_batch_read(struct md_batch *b, void *buf, uint64_t page_no, uint64_t npages);
 void md_batch_write(struct md_batch *b, const void *buf, uint64_t page_no, uint64_t npages);
 void md_batch_write_blocks(struct md_batch *b, const void *buf, uint64_t lba, uint64_t nblocks);
+void md_batch_read_blocks(struct md_batch *b, void *buf, uint64_t lba, uint64_t nblocks);
 void md_batch_zeroes(struct md_batch *b, uint64_t lba, uint64_t nblocks);
 void md_batch_unmap(struct md_batch *b, uint64_t lba, uint64_t nblocks);
+void md_batch_copy(struct md_batch *b, uint64_t dst_lba, uint64_t src_lba, uint64_t nblocks);
 void md_batch_flush(struct md_batch *b);
 /** No more IO: the callback runs (deferred) once all of it completed, with the first error. */
 void md_batch_close(struct md_batch *b);
@@ -212,6 +215,7 @@ struct blob_root_read {
 /** Pick the live root of a slot: page index, or -ENOENT (free/tombstone), -EILSEQ (no valid page). */
 int blob_root_pick(const struct bs_store *bs, uint32_t slot, const struct md_root pages[2],
 		   int *valid_out, bool *tombstone);
+bool blob_root_valid(const struct bs_store *bs, uint32_t slot, int page, const struct md_root *r);
 /** Load a blob's tree (xattr pages and map) from its root page. */
 void blob_tree_load(struct bs_store *bs, struct bs_blob *blob, const struct md_root *root,
 		    bs_cpl_fn cb_fn, void *cb_arg);
@@ -239,6 +243,34 @@ void store_abandon(struct bs_store *bs, bs_cpl_fn cb_fn, void *cb_arg);
 
 /* ---- io.c ---- */
 int store_register_io(struct bs_store *bs);
+
+/* ---- blob.c ---- */
+/** Open without the user-visibility checks (hidden snapshots): ancestors. */
+void blob_open_internal(struct bs_store *bs, bs_blob_id id, struct bs_blob **blob_out,
+			bs_cpl_fn cb_fn, void *cb_arg);
+/** Drop one reference taken by an open; no sync, no callback. */
+void blob_put(struct bs_blob *blob);
+void blob_create(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blob_id parent_id,
+		 bs_blob_id *id_out, bs_cpl_fn cb_fn, void *cb_arg);
+void blob_reserve(struct bs_store *bs, struct bs_blob **out, bs_cpl_fn cb_fn, void *cb_arg);
+void blob_unreserve(struct bs_blob *blob);
+/** Number of blobs whose parent is @id; *one gets one of them. */
+int blob_count_clones(const struct bs_store *bs, bs_blob_id id, bs_blob_id *one);
+/* snapshot.c: deletes of snapshots with clones */
+void blob_merge_delete(struct bs_store *bs, bs_blob_id snap, bs_blob_id clone,
+		       bs_cpl_fn cb_fn, void *cb_arg);
+void blob_hide(struct bs_store *bs, bs_blob_id snap, bs_cpl_fn cb_fn, void *cb_arg);
+/** io.c: the ancestor cluster behind blob cluster @i, or 0. */
+uint32_t blob_chain_lookup(const struct bs_blob *blob, uint64_t i);
+
+/* ---- copy.c ---- */
+/**
+ * On the metadata thread, fill clusters dst[i] from src[i] (a device copy,
+ * or reads and writes through a bounce buffer); src[i] == 0 zeroes dst[i]
+ * unless zeroed[i] says it already reads as zeros. First error wins.
+ */
+void md_copy_clusters(struct bs_store *bs, const uint32_t *src, const uint32_t *dst,
+		      const bool *zeroed, uint64_t n, bs_cpl_fn cb_fn, void *cb_arg);
 
 /* ---- recover.c ---- */
 void store_recover(struct bs_store *bs, bs_cpl_fn cb_fn, void *cb_arg);

@@ -1,7 +1,9 @@
 /* Store test environment (see store_env.h). */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "blob/store_int.h"
 #include "runtime/runtime_int.h"
@@ -21,6 +23,7 @@ void env_setup(struct store_env *e, const struct store_param *p)
 	bs_ram_dev_opts_init(&o);
 	o.block_len = p->block_len;
 	o.block_count = p->dev_bytes / p->block_len;
+	o.enable_copy = !p->no_copy;
 	assert_int_equal(bs_ram_dev_create(&o, &e->dev), 0);
 }
 
@@ -213,4 +216,140 @@ void *env_buf(size_t bytes)
 	assert_int_equal(posix_memalign(&p, 4096, bytes ? bytes : 1), 0);
 	memset(p, 0, bytes);
 	return p;
+}
+
+/* ---------------------------------------------------------- raw device */
+
+int env_dev_write(struct store_env *e, const void *buf, uint64_t lba, uint64_t nblocks)
+{
+	struct bs_io_channel *ch = bs_dev_get_channel(e->dev);
+	struct bs_dev_io io;
+	struct th_cpl c = { 0 }, f = { 0 };
+	int rc;
+
+	assert_non_null(ch);
+	bs_dev_write(ch, &io, buf, lba, nblocks, th_cpl_fn, &c);
+	rc = env_wait(e, &c);
+	if (rc == 0) {
+		bs_dev_flush(ch, &io, th_cpl_fn, &f);
+		rc = env_wait(e, &f);
+	}
+	bs_dev_put_channel(ch);
+	th_poll_idle(e->t);
+	return rc;
+}
+
+void env_dev_read_page(struct store_env *e, uint64_t page_no, void *page)
+{
+	assert_true((page_no + 1) * MD_PAGE_SIZE <= e->dev_bytes);
+	memcpy(page, bs_ram_dev_view(e->dev) + page_no * MD_PAGE_SIZE, MD_PAGE_SIZE);
+}
+
+int env_dev_write_page(struct store_env *e, uint64_t page_no, const void *page)
+{
+	void *buf = env_buf(MD_PAGE_SIZE);
+	uint64_t per = MD_PAGE_SIZE / e->block_len;
+	int rc;
+
+	memcpy(buf, page, MD_PAGE_SIZE);
+	rc = env_dev_write(e, buf, page_no * per, per);
+	free(buf);
+	return rc;
+}
+
+/* ---------------------------------------------------------- workers */
+
+static uint64_t env_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+bool env_wait_flag(struct store_env *e, atomic_bool *flag, uint64_t timeout_ms)
+{
+	uint64_t end = env_now_ms() + timeout_ms;
+
+	while (!atomic_load(flag)) {
+		if (env_now_ms() > end)
+			return false;
+		if (bs_thread_poll(e->t, 0) == 0)
+			sched_yield();
+	}
+	return true;
+}
+
+struct env_run {
+	bs_msg_fn fn;
+	void *arg;
+	atomic_bool done;
+};
+
+static void env_run_msg(void *ctx)
+{
+	struct env_run *r = ctx;
+
+	r->fn(r->arg);
+	atomic_store(&r->done, true);
+}
+
+void env_worker_run(struct store_env *e, struct env_worker *w, bs_msg_fn fn, void *arg)
+{
+	/* Heap, and leaked on a timeout: a late worker must not write into a dead frame. */
+	struct env_run *r = calloc(1, sizeof(*r));
+
+	assert_non_null(r);
+	r->fn = fn;
+	r->arg = arg;
+	atomic_init(&r->done, false);
+	assert_int_equal(bs_thread_send_msg(w->t, env_run_msg, r), 0);
+	assert_true(env_wait_flag(e, &r->done, 60000));
+	free(r);
+}
+
+static void env_worker_get_channel(void *ctx)
+{
+	struct env_worker *w = ctx;
+
+	w->ch = bs_alloc_channel(w->bs);
+	w->ch_err = w->ch == NULL ? errno : 0;
+}
+
+void env_worker_start(struct store_env *e, struct env_worker *w, const char *name)
+{
+	memset(w, 0, sizeof(*w));
+	w->bs = e->bs;
+	w->t = bs_thread_create(name);
+	assert_non_null(w->t);
+	assert_int_equal(bs_thread_start(w->t), 0);
+	env_worker_run(e, w, env_worker_get_channel, w);
+	assert_int_equal(w->ch_err, 0);
+	assert_non_null(w->ch);
+}
+
+static void env_worker_put_channel(void *ctx)
+{
+	struct env_worker *w = ctx;
+
+	bs_free_channel(w->ch);
+	w->ch = NULL;
+}
+
+void env_worker_stop(struct store_env *e, struct env_worker *w)
+{
+	uint64_t end = env_now_ms() + 60000;
+
+	if (w->t == NULL)
+		return;
+	if (w->ch != NULL)
+		env_worker_run(e, w, env_worker_put_channel, w);
+	bs_thread_exit(w->t);
+	while (!bs_thread_is_exited(w->t) && env_now_ms() < end) {
+		bs_thread_poll(e->t, 0);
+		sched_yield();
+	}
+	assert_true(bs_thread_is_exited(w->t));
+	assert_int_equal(bs_thread_destroy(w->t), 0);
+	w->t = NULL;
 }

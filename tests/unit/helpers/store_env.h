@@ -7,6 +7,8 @@
 #ifndef BS_TEST_STORE_ENV_H
 #define BS_TEST_STORE_ENV_H
 
+#include <stdatomic.h>
+
 #include <blobstore/blobstore.h>
 #include <blobstore/ram_dev.h>
 
@@ -27,6 +29,7 @@ struct store_param {
 	uint32_t block_len;
 	uint32_t cluster_size;
 	uint64_t dev_bytes;
+	bool no_copy;		/* RAM device without copy offload */
 };
 
 /** Thread + RAM device; no store yet. */
@@ -59,5 +62,33 @@ int env_wait(struct store_env *e, struct th_cpl *c);
 
 /** Allocate an aligned IO buffer of @p bytes. */
 void *env_buf(size_t bytes);
+
+/* ---- Raw device access (crafting on-disk states) ---- */
+
+/** Write @p nblocks device blocks at @p lba, bypassing the store, then flush. */
+int env_dev_write(struct store_env *e, const void *buf, uint64_t lba, uint64_t nblocks);
+/** Copy 4 KiB metadata page @p page_no out of what the device reads now. */
+void env_dev_read_page(struct store_env *e, uint64_t page_no, void *page);
+/** Write 4 KiB metadata page @p page_no straight to the device (env_dev_write). */
+int env_dev_write_page(struct store_env *e, uint64_t page_no, const void *page);
+
+/* ---- Reactor threads for multi-threaded IO ---- */
+
+/** A started reactor thread holding its own channel of the env's store. */
+struct env_worker {
+	struct bs_thread *t;
+	struct bs_store *bs;
+	struct bs_io_channel *ch;
+	int ch_err;		/* errno of bs_alloc_channel, 0 on success */
+};
+
+/** Poll the metadata thread until *@p flag is set or @p timeout_ms passed. */
+bool env_wait_flag(struct store_env *e, atomic_bool *flag, uint64_t timeout_ms);
+/** Create and start a reactor; allocate its channel from a message run on it. */
+void env_worker_start(struct store_env *e, struct env_worker *w, const char *name);
+/** Run @p fn(@p arg) on the worker as a message and wait (bounded) until it returned. */
+void env_worker_run(struct store_env *e, struct env_worker *w, bs_msg_fn fn, void *arg);
+/** Free the worker's channel on its thread, stop and destroy the reactor. */
+void env_worker_stop(struct store_env *e, struct env_worker *w);
 
 #endif /* BS_TEST_STORE_ENV_H */

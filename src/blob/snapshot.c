@@ -1,0 +1,710 @@
+/*
+ * Snapshots and clones (docs/snapshots.md): snapshot, clone, inflate,
+ * decouple, set parent, relation queries.
+ *
+ * Every operation that changes a blob's cluster map first freezes the
+ * blob's IO on every thread (blob_freeze_run) so no data-path allocation
+ * races the change, and thaws it at the end. Snapshot changes two blobs and
+ * commits them as one group (D13).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blob/store_int.h"
+#include "util/assert_int.h"
+#include "util/log_int.h"
+
+/* Context of one snapshot-family operation. */
+struct snap_op {
+	struct bs_store *bs;
+	struct bs_blob *blob;		/* the blob operated on (open, internal ref) */
+	struct bs_blob *snap;		/* snapshot: the new blob */
+	struct bs_blob *other;		/* set parent: the new parent */
+	bs_blob_id arg_id;
+	const struct bs_xattr *xattrs;
+	uint32_t xattr_count;
+	bs_blob_id *id_out;
+	uint32_t *saved;		/* snapshot: the blob's entries, for undo */
+	uint32_t *src, *dst;		/* inflate/decouple: copy list */
+	uint64_t *idx;
+	bool *zeroed;
+	uint64_t ncopy;
+	uint64_t old_parent;
+	uint64_t old_invalid;
+	bool frozen;
+	int err;
+	bs_cpl_fn cb_fn;
+	void *cb_arg;
+};
+
+static int snap_check(struct bs_store *bs, const char *what)
+{
+	if (bs == NULL)
+		return -EINVAL;
+	if (!on_md_thread(bs)) {
+		LOG_ERR("%s: must be called on the metadata thread", what);
+		return -EPERM;
+	}
+	if (bs->error != 0)
+		return -EIO;
+	return bs->read_only ? -EROFS : 0;
+}
+
+static struct snap_op *snap_op_new(struct bs_store *bs, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	struct snap_op *op = calloc(1, sizeof(*op));
+
+	if (op == NULL) {
+		store_defer_cpl(cb_fn, cb_arg, -ENOMEM);
+		return NULL;
+	}
+	op->bs = bs;
+	op->cb_fn = cb_fn;
+	op->cb_arg = cb_arg;
+	return op;
+}
+
+/* Thaw, drop the internal references, report. */
+static void snap_finish(struct snap_op *op, int err)
+{
+	if (op->frozen)
+		blob_thaw(op->blob);
+	if (op->blob != NULL)
+		blob_put(op->blob);
+	if (op->other != NULL)
+		blob_put(op->other);
+	free(op->saved);
+	free(op->src);
+	free(op->dst);
+	free(op->idx);
+	free(op->zeroed);
+	op->cb_fn(op->cb_arg, err);
+	free(op);
+}
+
+static void snap_finish_cpl(void *cb_arg, int err)
+{
+	snap_finish(cb_arg, err);
+}
+
+/* Open @id internally, then run @next with the handle in op->blob. */
+static void snap_open(struct snap_op *op, bs_blob_id id, bs_cpl_fn next)
+{
+	if (id == BS_BLOB_ID_INVALID || BLOB_ID_SLOT(id) >= op->bs->max_blobs ||
+	    bitarray_get(&op->bs->slots_hidden, BLOB_ID_SLOT(id))) {
+		store_defer_cpl(snap_finish_cpl, op, -ENOENT);
+		return;
+	}
+	blob_open_internal(op->bs, id, &op->blob, next, op);
+}
+
+/* ---------------------------------------------------------- snapshot */
+
+/* Undo the in-memory swap after a failed commit. */
+static void snapshot_undo(struct snap_op *op)
+{
+	struct bs_blob *x = op->blob;
+
+	for (uint64_t i = 0; i < x->map.num_clusters; i++)
+		if (op->saved[i] != 0)
+			blob_map_set(&x->map, i, op->saved[i]);
+	x->parent_id = op->old_parent;
+	x->invalid_flags = op->old_invalid;
+	x->thin = (x->invalid_flags & BLOB_INVALID_THIN) != 0;
+	blob_unreserve(op->snap);
+	op->snap = NULL;
+}
+
+static void snapshot_commit_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+	struct bs_store *bs = op->bs;
+	struct bs_blob *x = op->blob, *s = op->snap;
+
+	if (err != 0) {
+		snapshot_undo(op);
+		snap_finish(op, err);
+		return;
+	}
+	/* The snapshot stays loaded as the blob's parent; it takes over the old parent ref. */
+	s->state = BLOB_OPEN;
+	s->ref = 1;
+	bs->open_blobs++;
+	s->parent = x->parent;
+	x->parent = s;
+	bs->slot_inc[s->slot] = BLOB_ID_INCARNATION(s->id);
+	bs->slot_parent[s->slot] = s->parent_id;
+	bs->slot_parent[x->slot] = s->id;
+	bs->report.blobs++;
+	*op->id_out = s->id;
+	snap_finish(op, 0);
+}
+
+/* Give the snapshot the blob's map and make the blob its thin clone. */
+static int snapshot_swap(struct snap_op *op)
+{
+	struct bs_blob *x = op->blob, *s = op->snap;
+	uint64_t n = x->map.num_clusters;
+	int rc = blob_map_init(&s->map, n);
+
+	if (rc == 0)
+		rc = blob_alloc_dirty_resize(s);
+	op->saved = calloc(n ? n : 1, sizeof(uint32_t));
+	if (rc != 0 || op->saved == NULL)
+		return rc ? rc : -ENOMEM;
+	for (uint32_t i = 0; i < op->xattr_count; i++) {
+		rc = xattr_set_put(&s->xattrs, op->xattrs[i].name, op->xattrs[i].value,
+				   op->xattrs[i].value_len, 0);
+		if (rc != 0)
+			return rc;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		op->saved[i] = blob_map_get(&x->map, i);
+		if (op->saved[i] != 0) {
+			blob_map_set(&s->map, i, op->saved[i]);
+			blob_map_set(&x->map, i, 0);
+		}
+	}
+	s->thin = x->thin;
+	s->invalid_flags = x->invalid_flags;
+	s->data_ro_flags = BLOB_DATA_RO_READ_ONLY;
+	s->data_ro = true;
+	s->parent_id = x->parent_id;
+	s->md_dirty = true;
+	atomic_store(&s->allocs, 1); /* D9: the blob's completed writes become durable first */
+	op->old_parent = x->parent_id;
+	op->old_invalid = x->invalid_flags;
+	x->parent_id = s->id;
+	x->invalid_flags |= BLOB_INVALID_THIN;
+	x->thin = true;
+	x->md_dirty = true;
+	return 0;
+}
+
+static void snapshot_reserved_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+	struct bs_blob *members[2];
+	const bool tomb[2] = { false, false };
+
+	if (err == 0)
+		err = snapshot_swap(op);
+	if (err != 0) {
+		if (op->snap != NULL && op->saved != NULL)
+			snapshot_undo(op);
+		else if (op->snap != NULL)
+			blob_unreserve(op->snap);
+		op->snap = NULL;
+		snap_finish(op, err);
+		return;
+	}
+	members[0] = op->snap;
+	members[1] = op->blob;
+	blob_commit_group(members, tomb, 2, snapshot_commit_cpl, op); /* D13 */
+}
+
+static void snapshot_frozen(void *ctx)
+{
+	struct snap_op *op = ctx;
+
+	op->frozen = true;
+	blob_reserve(op->bs, &op->snap, snapshot_reserved_cpl, op);
+}
+
+static void snapshot_open_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+	struct bs_blob *x = op->blob;
+
+	if (err == 0 && x->data_ro) {
+		LOG_ERR("snapshot: blob 0x%" PRIx64 " is read-only: clone it instead", x->id);
+		err = -EINVAL;
+	}
+	if (err == 0 && x->md_ro)
+		err = -EPERM;
+	if (err == 0 && (x->syncing || atomic_load(&x->frozen)))
+		err = -EBUSY;
+	if (err == 0)
+		err = blob_freeze_run(x, snapshot_frozen, op);
+	if (err != 0)
+		snap_finish(op, err); /* a failed open left op->blob NULL */
+}
+
+void bs_blob_snapshot(struct bs_store *bs, bs_blob_id id, const struct bs_xattr *xattrs,
+		      uint32_t xattr_count, bs_blob_id *snap_out, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	int rc = snap_check(bs, "snapshot");
+	struct snap_op *op;
+
+	if (rc == 0 && (snap_out == NULL || (xattr_count > 0 && xattrs == NULL)))
+		rc = -EINVAL;
+	if (rc != 0) {
+		store_defer_cpl(cb_fn, cb_arg, rc);
+		return;
+	}
+	op = snap_op_new(bs, cb_fn, cb_arg);
+	if (op == NULL)
+		return;
+	op->xattrs = xattrs;
+	op->xattr_count = xattr_count;
+	op->id_out = snap_out;
+	snap_open(op, id, snapshot_open_cpl);
+}
+
+/* ---------------------------------------------------------- clone */
+
+static void clone_open_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+	struct bs_blob *p = op->blob;
+	struct bs_blob_opts o;
+
+	if (err == 0 && !p->data_ro) {
+		LOG_ERR("clone: blob 0x%" PRIx64 " is writable: snapshot it first", p->id);
+		err = -EINVAL;
+	}
+	if (err != 0) {
+		snap_finish(op, err);
+		return;
+	}
+	bs_blob_opts_init(&o, sizeof(o));
+	o.num_clusters = p->map.num_clusters;
+	o.thin_provision = true;
+	o.xattrs = op->xattrs;
+	o.xattr_count = op->xattr_count;
+	blob_create(op->bs, &o, p->id, op->id_out, snap_finish_cpl, op);
+}
+
+void bs_blob_clone(struct bs_store *bs, bs_blob_id parent, const struct bs_xattr *xattrs,
+		   uint32_t xattr_count, bs_blob_id *clone_out, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	int rc = snap_check(bs, "clone");
+	struct snap_op *op;
+
+	if (rc == 0 && (clone_out == NULL || (xattr_count > 0 && xattrs == NULL)))
+		rc = -EINVAL;
+	if (rc != 0) {
+		store_defer_cpl(cb_fn, cb_arg, rc);
+		return;
+	}
+	op = snap_op_new(bs, cb_fn, cb_arg);
+	if (op == NULL)
+		return;
+	op->xattrs = xattrs;
+	op->xattr_count = xattr_count;
+	op->id_out = clone_out;
+	snap_open(op, parent, clone_open_cpl);
+}
+
+/* ---------------------------------------------------------- inflate, decouple */
+
+/*
+ * Collect the clusters to give @x: every unallocated one (inflate), or only
+ * those its parent owns (decouple). Claims a destination for each.
+ */
+static int copy_plan(struct snap_op *op, bool parent_only)
+{
+	struct bs_blob *x = op->blob;
+	uint64_t n = x->map.num_clusters;
+
+	op->src = calloc(n ? n : 1, sizeof(uint32_t));
+	op->dst = calloc(n ? n : 1, sizeof(uint32_t));
+	op->idx = calloc(n ? n : 1, sizeof(uint64_t));
+	op->zeroed = calloc(n ? n : 1, sizeof(bool));
+	if (op->src == NULL || op->dst == NULL || op->idx == NULL || op->zeroed == NULL)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++) {
+		struct bs_blob *p = x->parent;
+		uint32_t src;
+
+		if (blob_map_get(&x->map, i) != 0)
+			continue;
+		src = parent_only ? (p && i < p->map.num_clusters ? blob_map_get(&p->map, i) : 0)
+				  : blob_chain_lookup(x, i);
+		if (parent_only && src == 0)
+			continue;
+		op->dst[op->ncopy] = cluster_claim(op->bs, &op->zeroed[op->ncopy]);
+		if (op->dst[op->ncopy] == 0)
+			return -ENOSPC;
+		op->src[op->ncopy] = src;
+		op->idx[op->ncopy++] = i;
+	}
+	return 0;
+}
+
+static void copy_plan_undo(struct snap_op *op)
+{
+	for (uint64_t k = 0; k < op->ncopy; k++)
+		cluster_release(op->bs, op->dst[k], op->zeroed[k] && op->src[k] == 0);
+	op->ncopy = 0;
+}
+
+static void reparent_commit_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+
+	if (err == 0)
+		op->bs->slot_parent[op->blob->slot] = op->blob->parent_id;
+	snap_finish(op, err);
+}
+
+/*
+ * Point @x at a new parent handle @np (or none): the old parent's ref is
+ * dropped, the new one's taken, and the change committed.
+ */
+static void reparent_commit(struct snap_op *op, struct bs_blob *np, uint64_t parent_id)
+{
+	struct bs_blob *x = op->blob, *old = x->parent;
+
+	if (np != NULL)
+		np->ref++;
+	x->parent = np;
+	x->parent_id = parent_id;
+	if (parent_id == 0)
+		x->invalid_flags &= ~BLOB_INVALID_ESNAP;
+	x->md_dirty = true;
+	if (old != NULL)
+		blob_put(old);
+	blob_commit(x, false, reparent_commit_cpl, op);
+}
+
+/* Copies done: adopt the clusters, then re-parent. */
+static void inflate_copied_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+	struct bs_blob *x = op->blob;
+	struct bs_blob *gp = x->parent ? x->parent->parent : NULL;
+
+	if (err != 0) {
+		store_latch_error(op->bs, err, "copying clusters");
+		copy_plan_undo(op);
+		snap_finish(op, -EIO);
+		return;
+	}
+	for (uint64_t k = 0; k < op->ncopy; k++)
+		blob_map_set(&x->map, op->idx[k], op->dst[k]);
+	if (op->ncopy > 0)
+		atomic_fetch_add(&x->allocs, 1); /* D9: copies durable before the map */
+	if (op->arg_id == 1) {
+		/* Inflate: every cluster is its own now. */
+		x->invalid_flags &= ~BLOB_INVALID_THIN;
+		x->thin = false;
+		reparent_commit(op, NULL, 0);
+		return;
+	}
+	reparent_commit(op, gp, x->parent ? x->parent->parent_id : 0);
+}
+
+static void inflate_frozen(void *ctx)
+{
+	struct snap_op *op = ctx;
+	int rc;
+
+	op->frozen = true;
+	rc = copy_plan(op, op->arg_id != 1);
+	if (rc != 0) {
+		if (rc == -ENOSPC)
+			LOG_ERR("%s: blob 0x%" PRIx64 ": out of clusters",
+				op->arg_id == 1 ? "inflate" : "decouple", op->blob->id);
+		copy_plan_undo(op);
+		snap_finish(op, rc);
+		return;
+	}
+	md_copy_clusters(op->bs, op->src, op->dst, op->zeroed, op->ncopy, inflate_copied_cpl, op);
+}
+
+static void inflate_open_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+	struct bs_blob *x = op->blob;
+
+	if (err == 0 && op->arg_id != 1 && x->parent_id == 0) {
+		LOG_ERR("decouple: blob 0x%" PRIx64 " has no parent", x->id);
+		err = -EINVAL;
+	}
+	if (err == 0 && (x->data_ro || x->md_ro))
+		err = -EPERM;
+	if (err == 0 && (x->syncing || atomic_load(&x->frozen)))
+		err = -EBUSY;
+	if (err == 0)
+		err = blob_freeze_run(x, inflate_frozen, op);
+	if (err != 0)
+		snap_finish(op, err);
+}
+
+static void inflate_start(struct bs_store *bs, bs_blob_id id, bool inflate, bs_cpl_fn cb_fn,
+			  void *cb_arg)
+{
+	int rc = snap_check(bs, inflate ? "inflate" : "decouple");
+	struct snap_op *op;
+
+	if (rc != 0) {
+		store_defer_cpl(cb_fn, cb_arg, rc);
+		return;
+	}
+	op = snap_op_new(bs, cb_fn, cb_arg);
+	if (op == NULL)
+		return;
+	op->arg_id = inflate ? 1 : 2; /* mode */
+	snap_open(op, id, inflate_open_cpl);
+}
+
+void bs_blob_inflate(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	inflate_start(bs, id, true, cb_fn, cb_arg);
+}
+
+void bs_blob_decouple_parent(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	inflate_start(bs, id, false, cb_fn, cb_arg);
+}
+
+/* ---------------------------------------------------------- set parent */
+
+/* True if @ancestor is @id or lies on @id's parent chain (parent table). */
+static bool chain_contains(const struct bs_store *bs, bs_blob_id id, bs_blob_id ancestor)
+{
+	for (uint64_t depth = 0; id != 0 && depth <= bs->max_blobs; depth++) {
+		if (id == ancestor)
+			return true;
+		id = bs->slot_parent[BLOB_ID_SLOT(id)];
+	}
+	return false;
+}
+
+static void set_parent_other_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+	struct bs_blob *x = op->blob, *p = op->other;
+
+	if (err == 0 && (!p->data_ro || p->map.num_clusters != x->map.num_clusters ||
+			 !x->thin || chain_contains(op->bs, p->id, x->id))) {
+		LOG_ERR("set_parent: 0x%" PRIx64 " cannot be the parent of 0x%" PRIx64
+			" (it must be read-only, the same size, not a descendant; the blob thin)",
+			p->id, x->id);
+		err = -EINVAL;
+	}
+	if (err == 0 && (x->syncing || atomic_load(&x->frozen)))
+		err = -EBUSY;
+	if (err != 0) {
+		snap_finish(op, err);
+		return;
+	}
+	reparent_commit(op, p, p->id);
+}
+
+static void set_parent_open_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+
+	if (err == 0 && op->blob->md_ro)
+		err = -EPERM;
+	if (err != 0) {
+		snap_finish(op, err);
+		return;
+	}
+	blob_open_internal(op->bs, op->arg_id, &op->other, set_parent_other_cpl, op);
+}
+
+void bs_blob_set_parent(struct bs_store *bs, bs_blob_id id, bs_blob_id parent,
+			bs_cpl_fn cb_fn, void *cb_arg)
+{
+	int rc = snap_check(bs, "set_parent");
+	struct snap_op *op;
+
+	if (rc == 0 && (id == parent || parent == BS_BLOB_ID_INVALID))
+		rc = -EINVAL;
+	if (rc != 0) {
+		store_defer_cpl(cb_fn, cb_arg, rc);
+		return;
+	}
+	op = snap_op_new(bs, cb_fn, cb_arg);
+	if (op == NULL)
+		return;
+	op->arg_id = parent;
+	snap_open(op, id, set_parent_open_cpl);
+}
+
+/* ---------------------------------------------------------- queries */
+
+static bool id_live(const struct bs_store *bs, bs_blob_id id)
+{
+	uint32_t slot = BLOB_ID_SLOT(id);
+
+	return id != 0 && slot < bs->max_blobs && bitarray_get(&bs->slots_used, slot) &&
+	       bs->slot_inc[slot] == BLOB_ID_INCARNATION(id);
+}
+
+int bs_blob_get_parent(struct bs_store *bs, bs_blob_id id, bs_blob_id *parent)
+{
+	if (bs == NULL || parent == NULL)
+		return -EINVAL;
+	if (!id_live(bs, id))
+		return -ENOENT;
+	*parent = bs->slot_parent[BLOB_ID_SLOT(id)];
+	return 0;
+}
+
+int bs_blob_get_clones(struct bs_store *bs, bs_blob_id id, bs_blob_id *ids, size_t *count)
+{
+	size_t cap, n = 0;
+
+	if (bs == NULL || count == NULL)
+		return -EINVAL;
+	if (!id_live(bs, id))
+		return -ENOENT;
+	cap = ids ? *count : 0;
+	for (uint64_t s = bitarray_find_first_set(&bs->slots_used, 0); s != BITARRAY_NONE;
+	     s = bitarray_find_first_set(&bs->slots_used, s + 1)) {
+		if (bs->slot_parent[s] != id)
+			continue;
+		if (n < cap)
+			ids[n] = BLOB_ID(bs->slot_inc[s], s);
+		n++;
+	}
+	*count = n;
+	return n > cap && ids != NULL ? -ENOBUFS : 0;
+}
+
+/* ---------------------------------------------------------- delete with clones */
+
+/* The merge is durable: the snapshot is gone, its leftovers released (D5). */
+static void pool_free_cb(void *arg, uint32_t idx)
+{
+	pool_page_free(arg, idx);
+}
+
+static void merge_commit_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+	struct bs_store *bs = op->bs;
+	struct bs_blob *c = op->blob, *s = op->snap;
+
+	if (err != 0) {
+		for (uint64_t i = 0; i < c->map.num_clusters; i++) {
+			if (op->saved[i] != 0) {
+				blob_map_set(&s->map, i, op->saved[i]);
+				blob_map_set(&c->map, i, 0);
+			}
+		}
+		c->parent_id = op->old_parent;
+		snap_finish(op, err);
+		return;
+	}
+	for (uint64_t i = 0; i < s->map.num_clusters; i++) {
+		uint32_t cl = blob_map_get(&s->map, i);
+
+		if (cl != 0)
+			cluster_release(bs, cl, false);
+	}
+	blob_map_for_each_page(&s->map, pool_free_cb, bs);
+	c->parent = s->parent; /* the snapshot's ref on its parent moves to the clone */
+	s->parent = NULL;
+	s->state = BLOB_DELETED;
+	s->ref = 0;
+	blob_free_md(s);
+	bs->open_blobs--;
+	bitarray_clear(&bs->slots_used, s->slot);
+	bitarray_clear(&bs->slots_hidden, s->slot);
+	bs->slot_inc[s->slot] = 0;
+	bs->slot_parent[s->slot] = 0;
+	bs->slot_parent[c->slot] = c->parent_id;
+	bs->report.blobs--;
+	op->snap = NULL;
+	snap_finish(op, 0);
+}
+
+/* The clone takes every cluster of the snapshot it does not have itself. */
+static void merge_frozen(void *ctx)
+{
+	struct snap_op *op = ctx;
+	struct bs_blob *c = op->blob, *s = c->parent;
+	struct bs_blob *members[2];
+	const bool tomb[2] = { false, true };
+	uint64_t n = c->map.num_clusters;
+
+	op->frozen = true;
+	op->snap = s;
+	op->saved = calloc(n ? n : 1, sizeof(uint32_t));
+	if (op->saved == NULL || s == NULL) {
+		snap_finish(op, op->saved ? -EINVAL : -ENOMEM);
+		return;
+	}
+	for (uint64_t i = 0; i < n && i < s->map.num_clusters; i++) {
+		uint32_t cl = blob_map_get(&s->map, i);
+
+		if (cl == 0 || blob_map_get(&c->map, i) != 0)
+			continue;
+		op->saved[i] = cl;
+		blob_map_set(&c->map, i, cl);
+		blob_map_set(&s->map, i, 0);
+	}
+	op->old_parent = c->parent_id;
+	c->parent_id = s->parent_id;
+	c->md_dirty = true;
+	members[0] = c;
+	members[1] = s;
+	blob_commit_group(members, tomb, 2, merge_commit_cpl, op); /* D13 */
+}
+
+static void merge_open_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+
+	if (err == 0 && (op->blob->syncing || atomic_load(&op->blob->frozen)))
+		err = -EBUSY;
+	if (err == 0 && (op->blob->parent == NULL || op->blob->parent->id != op->arg_id))
+		err = -EILSEQ;
+	if (err == 0)
+		err = blob_freeze_run(op->blob, merge_frozen, op);
+	if (err != 0)
+		snap_finish(op, err);
+}
+
+/* Delete snapshot @snap whose only clone is @clone: merge it into the clone. */
+void blob_merge_delete(struct bs_store *bs, bs_blob_id snap, bs_blob_id clone,
+		       bs_cpl_fn cb_fn, void *cb_arg)
+{
+	struct snap_op *op = snap_op_new(bs, cb_fn, cb_arg);
+
+	if (op == NULL)
+		return;
+	op->arg_id = snap;
+	blob_open_internal(bs, clone, &op->blob, merge_open_cpl, op);
+}
+
+static void hide_commit_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+
+	if (err == 0)
+		bitarray_set(&op->bs->slots_hidden, op->blob->slot);
+	else
+		op->blob->md_ro_flags &= ~BLOB_MD_RO_HIDDEN;
+	snap_finish(op, err);
+}
+
+static void hide_open_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+
+	if (err != 0) {
+		snap_finish(op, err);
+		return;
+	}
+	op->blob->md_ro_flags |= BLOB_MD_RO_HIDDEN;
+	op->blob->md_dirty = true;
+	blob_commit(op->blob, false, hide_commit_cpl, op);
+}
+
+/* Delete a snapshot with several clones: hide it; it keeps serving them. */
+void blob_hide(struct bs_store *bs, bs_blob_id snap, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	struct snap_op *op = snap_op_new(bs, cb_fn, cb_arg);
+
+	if (op == NULL)
+		return;
+	blob_open_internal(bs, snap, &op->blob, hide_open_cpl, op);
+}

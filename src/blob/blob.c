@@ -764,6 +764,8 @@ static void pool_page_free_cb(void *arg, uint32_t pool_idx)
 	pool_page_free(arg, pool_idx);
 }
 
+static void delete_collapsed_cpl(void *cb_arg, int err);
+
 static void delete_commit_cpl(void *cb_arg, int err)
 {
 	struct slot_read *sr = cb_arg;
@@ -771,19 +773,72 @@ static void delete_commit_cpl(void *cb_arg, int err)
 	struct bs_blob *blob = sr->blob;
 
 	if (err == 0) {
+		uint64_t parent = bs->slot_parent[blob->slot];
+
 		/* D11 then D5: the tombstone is durable; release everything. */
 		blob_release_clusters(blob);
 		blob_map_for_each_page(&blob->map, pool_page_free_cb, bs);
 		bitarray_clear(&bs->slots_used, blob->slot);
+		bitarray_clear(&bs->slots_hidden, blob->slot);
 		bs->slot_inc[blob->slot] = 0;
 		bs->slot_parent[blob->slot] = 0;
 		blob->state = BLOB_DELETED;
 		bs->report.blobs--;
-	} else {
-		blob->state = BLOB_CLOSED;
+		blob_free_md(blob);
+		/* A hidden parent may now have one clone or none: collapse it. */
+		blob_collapse(bs, parent, delete_collapsed_cpl, sr);
+		return;
 	}
+	blob->state = BLOB_CLOSED;
 	blob_free_md(blob);
 	slot_read_done(sr, err);
+}
+
+static void delete_collapsed_cpl(void *cb_arg, int err)
+{
+	slot_read_done(cb_arg, 0); /* the delete itself succeeded */
+}
+
+struct collapse_op {
+	bs_cpl_fn cb_fn;
+	void *cb_arg;
+};
+
+static void collapse_cpl(void *cb_arg, int err)
+{
+	struct collapse_op *c = cb_arg;
+
+	if (err != 0)
+		LOG_WARN("collapse of a hidden snapshot failed (%s); it stays hidden", strerror(-err));
+	c->cb_fn(c->cb_arg, 0);
+	free(c);
+}
+
+/*
+ * A hidden snapshot goes away once at most one clone is left: merged into
+ * the last clone, or deleted (docs/snapshots.md). Failures leave it hidden,
+ * which is consistent; the callback reports 0 either way.
+ */
+void blob_collapse(struct bs_store *bs, bs_blob_id parent, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	struct collapse_op *c;
+	bs_blob_id one = 0;
+	int clones;
+
+	if (parent == 0 || !slot_valid(bs, parent) ||
+	    !bitarray_get(&bs->slots_hidden, BLOB_ID_SLOT(parent)) ||
+	    (clones = blob_count_clones(bs, parent, &one)) > 1 ||
+	    (c = malloc(sizeof(*c))) == NULL) {
+		store_defer_cpl(cb_fn, cb_arg, 0);
+		return;
+	}
+	c->cb_fn = cb_fn;
+	c->cb_arg = cb_arg;
+	LOG_INFO("hidden snapshot 0x%" PRIx64 " has %d clone(s) left: collapsing", parent, clones);
+	if (clones == 1)
+		blob_merge_delete(bs, parent, one, collapse_cpl, c);
+	else
+		blob_delete_internal(bs, parent, collapse_cpl, c);
 }
 
 static void delete_tree_cpl(void *cb_arg, int err)
@@ -830,10 +885,24 @@ static void delete_slot_cpl(void *cb_arg, int err)
 void bs_blob_delete(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg)
 {
 	int rc = md_call_check(bs, "delete", true);
+
+	if (rc == 0 && slot_valid(bs, id) && bitarray_get(&bs->slots_hidden, BLOB_ID_SLOT(id)))
+		rc = -ENOENT; /* already deleted; goes away with its last clone */
+	if (rc != 0) {
+		store_defer_cpl(cb_fn, cb_arg, rc);
+		return;
+	}
+	blob_delete_internal(bs, id, cb_fn, cb_arg);
+}
+
+/* Delete without the visibility check: also collapses hidden snapshots. */
+void blob_delete_internal(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	int rc = 0;
 	struct bs_blob *blob = NULL;
 	struct slot_read *sr;
 
-	if (rc == 0 && (!slot_valid(bs, id) || !bitarray_get(&bs->slots_used, BLOB_ID_SLOT(id))))
+	if (!slot_valid(bs, id) || !bitarray_get(&bs->slots_used, BLOB_ID_SLOT(id)))
 		rc = -ENOENT;
 	if (rc == 0) {
 		blob = store_find_blob(bs, id);
@@ -842,8 +911,6 @@ void bs_blob_delete(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *c
 		else if (blob != NULL && blob->state != BLOB_CLOSED)
 			rc = -EBUSY;
 	}
-	if (rc == 0 && bitarray_get(&bs->slots_hidden, BLOB_ID_SLOT(id)))
-		rc = -ENOENT; /* already deleted; goes away with its last clone */
 	if (rc == 0) {
 		bs_blob_id one = 0;
 		int clones = blob_count_clones(bs, id, &one);

@@ -48,21 +48,20 @@ bool blob_root_valid(const struct bs_store *bs, uint32_t slot, int page, const s
 /*
  * Choose the live root of @slot from its two pages (D3): the valid page with
  * the highest generation. Returns the page index, -ENOENT when the slot holds
- * no blob (never written, or the newest page is a tombstone), or -EILSEQ when
- * a page looks like a root but nothing validates. *valid_out gets a bit per
+ * no blob (never written, an interrupted first create, or the newest page is a
+ * tombstone), or -EILSEQ when both pages were written but neither validates. *valid_out gets a bit per
  * valid page.
  */
 int blob_root_pick(const struct bs_store *bs, uint32_t slot, const struct md_root pages[2],
 		   int *valid_out, bool *tombstone)
 {
-	int valid = 0, best = -1;
-	bool looked_like_root = false;
+	int valid = 0, best = -1, written = 0;
 
 	for (int p = 0; p < 2; p++) {
 		struct md_expect e;
 
 		root_expect(bs, slot, p, &e);
-		looked_like_root |= pages[p].hdr.magic == MD_MAGIC;
+		written += pages[p].hdr.magic == MD_MAGIC;
 		if (md_page_check(&pages[p], &e, NULL) != 0)
 			continue;
 		valid |= 1 << p;
@@ -71,8 +70,14 @@ int blob_root_pick(const struct bs_store *bs, uint32_t slot, const struct md_roo
 	}
 	*valid_out = valid;
 	*tombstone = false;
+	/*
+	 * Nothing validates. If only one page was ever written, this is the
+	 * first root of a create that did not complete (torn): the slot is
+	 * free. An existing blob always keeps one valid root (D3), so two
+	 * written pages that both fail mean damage: corrupt.
+	 */
 	if (best < 0)
-		return looked_like_root ? -EILSEQ : -ENOENT;
+		return written == 2 ? -EILSEQ : -ENOENT;
 	if (pages[best].hdr.flags & MD_ROOT_F_DELETED) {
 		*tombstone = true;
 		return -ENOENT;

@@ -341,13 +341,22 @@ static void copy_plan_undo(struct snap_op *op)
 	op->ncopy = 0;
 }
 
+static void reparent_collapsed_cpl(void *cb_arg, int err)
+{
+	snap_finish(cb_arg, 0);
+}
+
 static void reparent_commit_cpl(void *cb_arg, int err)
 {
 	struct snap_op *op = cb_arg;
 
-	if (err == 0)
-		op->bs->slot_parent[op->blob->slot] = op->blob->parent_id;
-	snap_finish(op, err);
+	if (err != 0) {
+		snap_finish(op, err);
+		return;
+	}
+	op->bs->slot_parent[op->blob->slot] = op->blob->parent_id;
+	/* The old parent may be a hidden snapshot that just lost a clone. */
+	blob_collapse(op->bs, op->old_parent, reparent_collapsed_cpl, op);
 }
 
 /*
@@ -358,6 +367,7 @@ static void reparent_commit(struct snap_op *op, struct bs_blob *np, uint64_t par
 {
 	struct bs_blob *x = op->blob, *old = x->parent;
 
+	op->old_parent = x->parent_id;
 	if (np != NULL)
 		np->ref++;
 	x->parent = np;

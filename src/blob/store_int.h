@@ -256,6 +256,9 @@ void blob_reserve(struct bs_store *bs, struct bs_blob **out, bs_cpl_fn cb_fn, vo
 void blob_unreserve(struct bs_blob *blob);
 /** Number of blobs whose parent is @id; *one gets one of them. */
 int blob_count_clones(const struct bs_store *bs, bs_blob_id id, bs_blob_id *one);
+void blob_delete_internal(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg);
+/** Merge or delete hidden snapshot @parent if it has at most one clone left. */
+void blob_collapse(struct bs_store *bs, bs_blob_id parent, bs_cpl_fn cb_fn, void *cb_arg);
 /* snapshot.c: deletes of snapshots with clones */
 void blob_merge_delete(struct bs_store *bs, bs_blob_id snap, bs_blob_id clone,
 		       bs_cpl_fn cb_fn, void *cb_arg);

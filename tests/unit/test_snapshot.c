@@ -221,25 +221,33 @@ static void test_chain_depth_5(void **state)
 static void test_clones_of_a_golden_image(void **state)
 {
 	struct store_env *e = *state;
-	bs_blob_id x, s, c[20], ids[32];
-	size_t n = 32;
+	bs_blob_id x, s, c[100], ids[128];
+	size_t n = 128;
+	struct bs_opts o;
+
+	/* 102 blobs: more slots than this small device gets by default. */
+	assert_int_equal(env_unload(e), 0);
+	bs_opts_init(&o, sizeof(o));
+	o.cluster_size = e->cluster_size;
+	o.max_blobs = 256;
+	assert_int_equal(env_init_store(e, &o), 0);
 
 	assert_int_equal(env_create(e, 2, false, &x), 0);
 	put(e, x, 1, 0x77);
 	assert_int_equal(snap(e, x, &s), 0);
-	for (int i = 0; i < 20; i++) {
+	for (int i = 0; i < 100; i++) {
 		assert_int_equal(clone_of(e, s, &c[i]), 0);
-		if (i % 5 == 0)
+		if (i % 10 == 0)
 			put(e, c[i], 1, (uint8_t)i + 1);
 	}
 	assert_int_equal(bs_blob_get_clones(e->bs, s, ids, &n), 0);
-	assert_int_equal(n, 21); /* 20 clones and the original blob */
-	for (int i = 0; i < 20; i++)
-		assert_int_equal(get(e, c[i], 1), i % 5 == 0 ? i + 1 : 0x77);
+	assert_int_equal(n, 101); /* 100 clones and the original blob */
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(get(e, c[i], 1), i % 10 == 0 ? i + 1 : 0x77);
 	assert_int_equal(get(e, s, 1), 0x77);
 	reload_both_ways(e);
-	for (int i = 0; i < 20; i++)
-		assert_int_equal(get(e, c[i], 1), i % 5 == 0 ? i + 1 : 0x77);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(get(e, c[i], 1), i % 10 == 0 ? i + 1 : 0x77);
 }
 
 static void test_inflate_and_decouple(void **state)

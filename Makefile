@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CTEST_ARGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build build-asan test test-normal test-asan demo bench clean
+.PHONY: all deps build build-asan test test-normal test-asan demo bench clean install
 
 all: build
 
@@ -34,12 +34,19 @@ test-asan: build-asan
 
 test: test-normal test-asan
 
+# The tour: init, import, (snapshot, clone), write, export, compare, check,
+# info, all through blobcli on a file-backed store under $(BUILD)/.
 demo: build
-	$(BUILD)/bin/devdemo $(BUILD)/demo-dev.img 64
-	$(BUILD)/bin/hello_blob --file $(BUILD)/demo-store.img
+	scripts/blobcli-tour.sh $(BUILD)
 
 bench: build
 	$(BUILD)/bin/devperf --file $(BUILD)/devperf.img
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# Library (static and shared), headers, blobstore.pc, blobcli and its man
+# page under $(PREFIX); DESTDIR stages the tree (packaging).
+PREFIX ?= /usr/local
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)

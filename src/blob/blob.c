@@ -765,6 +765,7 @@ static void pool_page_free_cb(void *arg, uint32_t pool_idx)
 }
 
 static void delete_collapsed_cpl(void *cb_arg, int err);
+static void delete_corrupt_slot_cpl(void *cb_arg, int err);
 
 static void delete_commit_cpl(void *cb_arg, int err)
 {
@@ -938,8 +939,52 @@ void blob_delete_internal(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, v
 		TAILQ_INSERT_TAIL(&bs->blobs, blob, link);
 	}
 	sr->blob = blob;
-	sr->cb_fn = delete_slot_cpl;
+	sr->cb_fn = bitarray_get(&bs->slots_corrupt, blob->slot) ? delete_corrupt_slot_cpl :
+								 delete_slot_cpl;
 	slot_read(sr, blob->slot);
+}
+
+static void delete_corrupt_cpl(void *cb_arg, int err)
+{
+	struct slot_read *sr = cb_arg;
+	struct bs_store *bs = sr->bs;
+	struct bs_blob *blob = sr->blob;
+
+	if (err == 0) {
+		LOG_NOTICE("delete: corrupt blob 0x%" PRIx64 " removed; the clusters it held "
+			   "are reclaimed by the next recovery", blob->id);
+		bitarray_clear(&bs->slots_used, blob->slot);
+		bitarray_clear(&bs->slots_corrupt, blob->slot);
+		bitarray_clear(&bs->slots_hidden, blob->slot);
+		bs->slot_inc[blob->slot] = 0;
+		bs->slot_parent[blob->slot] = 0;
+		blob->state = BLOB_DELETED;
+		if (bs->report.corrupt_blobs > 0)
+			bs->report.corrupt_blobs--;
+	} else {
+		blob->state = BLOB_CLOSED;
+	}
+	blob_free_md(blob);
+	slot_read_done(sr, err);
+}
+
+/*
+ * A corrupt blob's tree cannot be read, so only its slot is reclaimed: a
+ * tombstone newer than anything in the slot, written to the page that does
+ * not hold the newest valid root (D3, D11).
+ */
+static void delete_corrupt_slot_cpl(void *cb_arg, int err)
+{
+	struct slot_read *sr = cb_arg;
+	struct bs_blob *blob = sr->blob;
+
+	if (err != 0 || (err = blob_map_init(&blob->map, 0)) != 0) {
+		blob->state = BLOB_CLOSED;
+		slot_read_done(sr, err);
+		return;
+	}
+	blob->root_page = slot_newest_page(sr->bs, blob->slot, sr->pages);
+	blob_commit(blob, true, delete_corrupt_cpl, sr);
 }
 
 /* ---------------------------------------------------------- resize */

@@ -518,6 +518,15 @@ static void unload_start(struct bs_store *bs, bool destroy, bs_cpl_fn cb_fn, voi
 		store_defer_cpl(unload_super_cpl, op, bs->error);
 		return;
 	}
+	if (bs->clean_on_disk && !bs->marking_dirty) {
+		/*
+		 * Nothing was written since a clean load (every metadata write
+		 * marks the super dirty first, D7): the masks on disk are right.
+		 * Unloading a store that was only read writes nothing.
+		 */
+		store_defer_cpl(unload_super_cpl, op, 0);
+		return;
+	}
 	store_mark_dirty(bs, unload_write_masks, op); /* masks after any pending dirty mark */
 }
 

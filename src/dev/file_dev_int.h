@@ -11,6 +11,8 @@
 #ifndef BS_DEV_FILE_DEV_INT_H
 #define BS_DEV_FILE_DEV_INT_H
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -33,7 +35,27 @@ struct filedev {
 	/* Longest single transfer, FILEDEV_MAX_XFER. A multiple of block_len;
 	 * unit tests lower it to drive every IO through the resume path. */
 	uint32_t max_xfer;
+	/* fallocate(ZERO_RANGE) refused (tmpfs, some file systems): zero a
+	 * file's range by punching a hole instead, which also reads as zeros. */
+	bool zero_by_punch;
 };
+
+/* fallocate mode for write_zeroes on this device. */
+static inline int filedev_zero_mode(const struct filedev *fdev)
+{
+	return (fdev->zero_by_punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) |
+	       FALLOC_FL_KEEP_SIZE;
+}
+
+/* A refused ZERO_RANGE on a regular file: switch to punching holes. */
+static inline bool filedev_zero_fallback(struct filedev *fdev, const struct bs_dev_io *io, int res)
+{
+	if (res != -EOPNOTSUPP || io->type != BS_IO_WRITE_ZEROES || fdev->is_bdev ||
+	    fdev->zero_by_punch)
+		return false;
+	fdev->zero_by_punch = true;
+	return true;
+}
 
 static inline struct filedev *filedev_from_dev(struct bs_dev *dev)
 {

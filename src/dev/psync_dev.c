@@ -90,8 +90,11 @@ static int psyncdev_fallocate(struct filedev *fdev, struct bs_dev_io *io, int mo
 
 static void psyncdev_write_zeroes(struct bs_dev *dev, void *ch_ctx, struct bs_dev_io *io)
 {
-	int rc = psyncdev_fallocate(filedev_from_dev(dev), io,
-				    FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE);
+	struct filedev *fdev = filedev_from_dev(dev);
+	int rc = psyncdev_fallocate(fdev, io, filedev_zero_mode(fdev));
+
+	if (filedev_zero_fallback(fdev, io, rc))
+		rc = psyncdev_fallocate(fdev, io, filedev_zero_mode(fdev));
 
 	bs_dev_io_complete_deferred(io, rc);
 }

@@ -166,8 +166,7 @@ static void uringdev_prep(struct filedev *fdev, struct io_uring_sqe *sqe,
 		io_uring_prep_fsync(sqe, fdev->fd, IORING_FSYNC_DATASYNC);
 		break;
 	case BS_IO_WRITE_ZEROES:
-		io_uring_prep_fallocate(sqe, fdev->fd,
-					FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
+		io_uring_prep_fallocate(sqe, fdev->fd, filedev_zero_mode(fdev), off, len);
 		break;
 	case BS_IO_UNMAP:
 		io_uring_prep_fallocate(sqe, fdev->fd,
@@ -263,6 +262,10 @@ static void uringdev_cpl(struct uringdev_channel *ch, struct bs_dev_io *io, int 
 	ch->inflight--;
 	if ((res == -EAGAIN || res == -EINTR) && uringdev_retry(ch, io))
 		return;
+	if (filedev_zero_fallback(ch->fdev, io, res)) {
+		uringdev_queue(ch, io); /* again, as a hole punch */
+		return;
+	}
 	if (res < 0 || !filedev_io_is_data(io)) {
 		bs_dev_io_complete(io, res);
 		return;

@@ -26,6 +26,9 @@
 
 #define RECOVER_WINDOW 2048u		/* slots per window: 16 MiB of root pages */
 #define RECOVER_READ_PAGES 256u		/* 1 MiB per read */
+/* Blob trees loaded at once: a deep enough queue, and memory that is reused
+ * instead of freshly faulted in for every blob of a window. */
+#define RECOVER_MAX_LOADS 128u
 #define RECOVER_BUF_BYTES (2ull * RECOVER_WINDOW * MD_PAGE_SIZE)
 
 struct recover;
@@ -49,6 +52,7 @@ struct recover {
 	uint64_t nslots;		/* slots in the current window */
 	struct md_root *pages;		/* the window's root pages */
 	uint32_t loading;		/* tree loads in flight */
+	uint64_t next_slot;		/* next slot of the window to start */
 	uint64_t max_gen;
 	uint64_t max_inc;
 	struct bs_blob **repairs;	/* blobs whose previous root must be rewritten */
@@ -88,8 +92,22 @@ static struct md_root *recover_buf_alloc(const struct bs_store *bs)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/* Blobs still queued (repairs, group choices) when recovery ends: drop them. */
+static void recover_drop_queued(struct recover *rc)
+{
+	for (uint32_t i = 0; i < rc->nrepairs; i++)
+		blob_destroy(rc->repairs[i]);
+	for (uint32_t i = 0; i < rc->ndeferred; i++) {
+		if (rc->deferred[i]->blob != NULL)
+			blob_destroy(rc->deferred[i]->blob);
+		md_free_pages(rc->deferred[i]->other);
+		free(rc->deferred[i]);
+	}
+}
+
 static void recover_done(struct recover *rc, int err)
 {
+	recover_drop_queued(rc); /* a load failed half way still owns them */
 	munmap(rc->pages, recover_buf_bytes(rc->bs));
 	free(rc->repairs);
 	free(rc->eff_gen);
@@ -210,6 +228,24 @@ static int recover_defer(struct recover *rc, struct recover_blob *rb)
 	return 0;
 }
 
+static void recover_slot(struct recover *rc, uint32_t slot);
+
+/* Start the window's next slots while fewer than RECOVER_MAX_LOADS run. */
+static void recover_pump(struct recover *rc)
+{
+	while (rc->err == 0 && rc->next_slot < rc->window + rc->nslots &&
+	       rc->loading <= RECOVER_MAX_LOADS)
+		recover_slot(rc, (uint32_t)rc->next_slot++);
+}
+
+/* A tree load ended: refill the queue, or move to the next window. */
+static void recover_load_done(struct recover *rc)
+{
+	recover_pump(rc); /* still counted, so the window cannot end under us */
+	if (--rc->loading == 0)
+		recover_window(rc);
+}
+
 /* One blob finished (loaded, fell back, or corrupt). */
 static void recover_blob_done(struct recover_blob *rb, int err)
 {
@@ -224,8 +260,7 @@ static void recover_blob_done(struct recover_blob *rb, int err)
 		rc->eff_gen[rb->slot] = blob->root_gen;
 		if (rb->group.gen != 0 && rb->group.gen == blob->root_gen &&
 		    recover_defer(rc, rb) == 0) {
-			if (--rc->loading == 0)
-				recover_window(rc);
+			recover_load_done(rc);
 			return; /* D13: claimed once its group is known complete */
 		}
 	}
@@ -246,8 +281,7 @@ static void recover_blob_done(struct recover_blob *rb, int err)
 	if (!keep)
 		blob_destroy(blob);
 	free(rb);
-	if (--rc->loading == 0)
-		recover_window(rc);
+	recover_load_done(rc);
 }
 
 static void recover_tree_cpl(void *cb_arg, int err)
@@ -401,8 +435,8 @@ static void recover_window_read_cpl(void *cb_arg, int err)
 	}
 	rc->bs->report.md_bytes_read += rc->nslots * 2 * MD_PAGE_SIZE;
 	rc->loading = 1; /* hold the window open while slots start */
-	for (uint64_t s = rc->window; s < rc->window + rc->nslots && rc->err == 0; s++)
-		recover_slot(rc, (uint32_t)s);
+	rc->next_slot = rc->window;
+	recover_pump(rc);
 	if (--rc->loading == 0)
 		recover_window(rc);
 }
@@ -447,9 +481,7 @@ static void recover_repair_cpl(void *cb_arg, int err)
 		rc->err = err;
 	if (--rc->repairing > 0)
 		return;
-	for (uint32_t i = 0; i < rc->nrepairs; i++)
-		blob_destroy(rc->repairs[i]);
-	recover_done(rc, rc->err);
+	recover_done(rc, rc->err); /* destroys the repaired blobs */
 }
 
 /* Counters and masks from what was found; then repair fallbacks (D3). */

@@ -540,19 +540,41 @@ static bool commit_needs_data_flush(const struct commit *c)
 	return !c->tombstone && c->allocs != c->blob->allocs_committed;
 }
 
-/* Queue every page of @c on @b. */
-static void commit_add_writes(struct commit *c, struct md_batch *b)
+/*
+ * D15: a blob's first commit has no previous root to fall back to, so its
+ * tree must be durable before its root can be: pool pages, flush, root,
+ * flush. Later commits need one flush (D4).
+ */
+static bool commit_is_first(const struct commit *c)
+{
+	return c->blob->root_gen == 0 && !c->tombstone;
+}
+
+static bool commit_has_pages(const struct commit *c)
+{
+	return (c->have_plan && c->plan.nwrites > 0) || c->nxattr > 0;
+}
+
+/* Queue every pool page of @c on @b. */
+static void commit_add_pages(struct commit *c, struct md_batch *b)
 {
 	for (uint32_t i = 0; c->have_plan && i < c->plan.nwrites; i++)
 		md_batch_write(b, c->plan.writes[i].page, c->bs->pool_start + c->plan.writes[i].pool_idx, 1);
 	for (uint32_t i = 0; i < c->nxattr; i++)
 		md_batch_write(b, c->xattr_pages + (uint64_t)i * MD_PAGE_SIZE,
 			       c->bs->pool_start + c->xattr_refs[i].pool_idx, 1);
+}
+
+/* Queue every page of @c on @b (pool pages unless already written, root). */
+static void commit_add_writes(struct commit *c, struct md_batch *b, bool pages)
+{
+	if (pages)
+		commit_add_pages(c, b);
 	md_batch_write(b, c->root, c->root->hdr.page_no, 1);
 }
 
-/* Write every page of the commit, then ONE flush (D4). */
-static void commit_submit(struct commit *c)
+/* Write the root (and the pool pages unless @pages_done), then ONE flush (D4). */
+static void commit_submit_root(struct commit *c, bool pages_done)
 {
 	struct md_batch *b = md_batch_new(c->bs, commit_write_cpl, c);
 
@@ -561,8 +583,38 @@ static void commit_submit(struct commit *c)
 		commit_finish(c, -ENOMEM);
 		return;
 	}
-	commit_add_writes(c, b);
+	commit_add_writes(c, b, !pages_done);
 	md_batch_flush(b); /* D4 */
+	md_batch_close(b);
+}
+
+static void commit_pages_cpl(void *cb_arg, int err)
+{
+	struct commit *c = cb_arg;
+
+	if (err != 0) {
+		commit_finish(c, commit_adopt(c, err));
+		return;
+	}
+	commit_submit_root(c, true);
+}
+
+static void commit_submit(struct commit *c)
+{
+	struct md_batch *b;
+
+	if (!commit_is_first(c) || !commit_has_pages(c)) {
+		commit_submit_root(c, false);
+		return;
+	}
+	b = md_batch_new(c->bs, commit_pages_cpl, c); /* D15 */
+	if (b == NULL) {
+		commit_undo_pages(c);
+		commit_finish(c, -ENOMEM);
+		return;
+	}
+	commit_add_pages(c, b);
+	md_batch_flush(b);
 	md_batch_close(b);
 }
 
@@ -722,7 +774,7 @@ static void group_write_cpl(void *cb_arg, int err)
 	group_finish(g, first);
 }
 
-static void group_submit(struct commit_group *g)
+static void group_submit_roots(struct commit_group *g, bool pages_done)
 {
 	struct md_batch *b = md_batch_new(g->bs, group_write_cpl, g);
 
@@ -733,8 +785,42 @@ static void group_submit(struct commit_group *g)
 		return;
 	}
 	for (uint32_t i = 0; i < g->n; i++)
-		commit_add_writes(g->m[i], b);
+		commit_add_writes(g->m[i], b, !pages_done);
 	md_batch_flush(b); /* D4: one flush for the whole group */
+	md_batch_close(b);
+}
+
+static void group_pages_cpl(void *cb_arg, int err)
+{
+	struct commit_group *g = cb_arg;
+
+	if (err != 0) {
+		group_write_cpl(g, err);
+		return;
+	}
+	group_submit_roots(g, true);
+}
+
+/* D15 applies if any member is committed for the first time (a new snapshot). */
+static void group_submit(struct commit_group *g)
+{
+	bool first = false;
+	struct md_batch *b;
+
+	for (uint32_t i = 0; i < g->n; i++)
+		first |= commit_is_first(g->m[i]) && commit_has_pages(g->m[i]);
+	if (!first) {
+		group_submit_roots(g, false);
+		return;
+	}
+	b = md_batch_new(g->bs, group_pages_cpl, g);
+	if (b == NULL) {
+		group_write_cpl(g, -ENOMEM);
+		return;
+	}
+	for (uint32_t i = 0; i < g->n; i++)
+		commit_add_pages(g->m[i], b);
+	md_batch_flush(b);
 	md_batch_close(b);
 }
 

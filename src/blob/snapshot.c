@@ -232,13 +232,15 @@ static void snapshot_open_cpl(void *cb_arg, int err)
 		snap_finish(op, err); /* a failed open left op->blob NULL */
 }
 
-void bs_blob_snapshot(struct bs_store *bs, bs_blob_id id, const struct bs_xattr *xattrs,
-		      uint32_t xattr_count, bs_blob_id *snap_out, bs_cpl_fn cb_fn, void *cb_arg)
+/* Shared entry of snapshot and clone: check, then open @id and go on at @next. */
+static void snap_start(struct bs_store *bs, const char *what, bs_blob_id id,
+		       const struct bs_xattr *xattrs, uint32_t xattr_count, bs_blob_id *id_out,
+		       bs_cpl_fn next, bs_cpl_fn cb_fn, void *cb_arg)
 {
-	int rc = snap_check(bs, "snapshot");
+	int rc = snap_check(bs, what);
 	struct snap_op *op;
 
-	if (rc == 0 && (snap_out == NULL || (xattr_count > 0 && xattrs == NULL)))
+	if (rc == 0 && (id_out == NULL || (xattr_count > 0 && xattrs == NULL)))
 		rc = -EINVAL;
 	if (rc != 0) {
 		store_defer_cpl(cb_fn, cb_arg, rc);
@@ -249,8 +251,15 @@ void bs_blob_snapshot(struct bs_store *bs, bs_blob_id id, const struct bs_xattr 
 		return;
 	op->xattrs = xattrs;
 	op->xattr_count = xattr_count;
-	op->id_out = snap_out;
-	snap_open(op, id, snapshot_open_cpl);
+	op->id_out = id_out;
+	snap_open(op, id, next);
+}
+
+void bs_blob_snapshot(struct bs_store *bs, bs_blob_id id, const struct bs_xattr *xattrs,
+		      uint32_t xattr_count, bs_blob_id *snap_out, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	snap_start(bs, "snapshot", id, xattrs, xattr_count, snap_out, snapshot_open_cpl,
+		   cb_fn, cb_arg);
 }
 
 /* ---------------------------------------------------------- clone */
@@ -280,22 +289,8 @@ static void clone_open_cpl(void *cb_arg, int err)
 void bs_blob_clone(struct bs_store *bs, bs_blob_id parent, const struct bs_xattr *xattrs,
 		   uint32_t xattr_count, bs_blob_id *clone_out, bs_cpl_fn cb_fn, void *cb_arg)
 {
-	int rc = snap_check(bs, "clone");
-	struct snap_op *op;
-
-	if (rc == 0 && (clone_out == NULL || (xattr_count > 0 && xattrs == NULL)))
-		rc = -EINVAL;
-	if (rc != 0) {
-		store_defer_cpl(cb_fn, cb_arg, rc);
-		return;
-	}
-	op = snap_op_new(bs, cb_fn, cb_arg);
-	if (op == NULL)
-		return;
-	op->xattrs = xattrs;
-	op->xattr_count = xattr_count;
-	op->id_out = clone_out;
-	snap_open(op, parent, clone_open_cpl);
+	snap_start(bs, "clone", parent, xattrs, xattr_count, clone_out, clone_open_cpl,
+		   cb_fn, cb_arg);
 }
 
 /* ---------------------------------------------------------- inflate, decouple */

@@ -131,10 +131,17 @@ static void check_tree_cpl(void *cb_arg, int err)
 	struct bs_blob *tmp = ck->tmp;
 	struct bs_blob *open = store_find_blob(ck->bs, tmp->id);
 
+	if (err != 0 && err != -EILSEQ && err != -EFBIG) {
+		/* A device or memory error is the check's failure, not the blob's. */
+		blob_destroy(tmp);
+		ck->tmp = NULL;
+		check_done(ck, err);
+		return;
+	}
 	if (err != 0) {
 		ck->r->corrupt_blobs++;
-		check_msg(ck, tmp->id, "blob 0x%" PRIx64 ": metadata tree invalid (%s)", tmp->id,
-			  strerror(-err));
+		check_msg(ck, tmp->id, "blob 0x%" PRIx64 ": metadata tree does not validate "
+			  "(a page fails its checksum or its reference)", tmp->id);
 	} else {
 		ck->r->blobs_checked++;
 		check_own_tree_pages(ck, tmp);

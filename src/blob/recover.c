@@ -501,8 +501,8 @@ static void recover_finish_counts(struct recover *rc)
 	LOG_NOTICE("recover: %" PRIu64 " blobs, %" PRIu64 " corrupt, %" PRIu64
 		   " from their previous commit", bs->report.blobs, bs->report.corrupt_blobs,
 		   bs->report.fallback_roots);
-	if (rc->nrepairs == 0) {
-		recover_done(rc, 0);
+	if (rc->nrepairs == 0 || rc->err != 0) {
+		recover_done(rc, rc->err); /* a failed read (even in a rollback) fails the load */
 		return;
 	}
 	rc->repairing = rc->nrepairs;

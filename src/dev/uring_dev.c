@@ -360,6 +360,16 @@ static int uringdev_poll(void *arg)
 	work = uringdev_reap(ch);
 	work += uringdev_start_waiting(ch);
 	work += uringdev_submit_batch(ch);
+	if (work == 0 && ch->inflight > 0) {
+		/*
+		 * IO in flight and nothing reaped: enter the kernel once so it
+		 * runs pending completion work now, instead of when a signal-style
+		 * kick interrupts the spinning thread. At queue depth 1 this is
+		 * the difference between the two.
+		 */
+		(void)io_uring_get_events(&ch->ring);
+		work = uringdev_reap(ch);
+	}
 	uringdev_update_hold(ch);
 	return work;
 }

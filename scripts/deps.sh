@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config clang liburing-dev libisal-dev \
-libcmocka-dev libedit-dev fio util-linux"
+libcmocka-dev libedit-dev fio util-linux python3"
 
 missing=""
 for p in $PKGS; do

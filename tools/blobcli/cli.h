@@ -203,6 +203,8 @@ int cli_getopt(struct cli *c, int argc, char **argv, const char *shortopts,
 	       const void *longopts, int *opt);
 /** One usage error line for @p cmd, returns CLI_USAGE. */
 int cli_bad_usage(struct cli *c, const char *cmd, const char *why);
+/** Options of info/list/check: only --json; then the store is loaded. 0 or exit code. */
+int cli_json_only(struct cli *c, const char *cmd, int argc, char **argv, bool *json);
 
 /* ---- commands, by file ---- */
 

@@ -181,20 +181,11 @@ static void list_one(struct cli *c, struct json *j, bs_blob_id id, int known_err
 
 int cmd_list(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' }, { NULL, 0, NULL, 0 },
-	};
-	bool json = c->json;
 	struct json j;
-	int opt, rc;
+	bool json;
+	int rc = cli_json_only(c, "list", argc, argv, &json);
 
-	while ((rc = cli_getopt(c, argc, argv, ":", opts, &opt)) == 0 && opt != -1)
-		json = true;
 	if (rc != 0)
-		return rc;
-	if (optind < argc)
-		return cli_bad_usage(c, "list", "unexpected argument");
-	if ((rc = cli_store(c)) != 0)
 		return rc;
 	if (json) {
 		json_init(&j, stdout);

@@ -272,20 +272,11 @@ static void info_human(struct cli *c, const struct info *in)
 
 int cmd_info(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' }, { NULL, 0, NULL, 0 },
-	};
-	bool json = c->json;
 	struct info in;
-	int opt, rc;
+	bool json;
+	int rc = cli_json_only(c, "info", argc, argv, &json);
 
-	while ((rc = cli_getopt(c, argc, argv, ":", opts, &opt)) == 0 && opt != -1)
-		json = true;
 	if (rc != 0)
-		return rc;
-	if (optind < argc)
-		return cli_bad_usage(c, "info", "unexpected argument");
-	if ((rc = cli_store(c)) != 0)
 		return rc;
 	info_gather(c, &in);
 	if (json)
@@ -392,20 +383,11 @@ static void check_msgs_free(struct check_msgs *m)
 
 int cmd_check(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' }, { NULL, 0, NULL, 0 },
-	};
-	struct check_msgs m = { .json = c->json };
+	struct check_msgs m = { 0 };
 	struct bs_check_report r;
-	int opt, rc;
+	int rc = cli_json_only(c, "check", argc, argv, &m.json);
 
-	while ((rc = cli_getopt(c, argc, argv, ":", opts, &opt)) == 0 && opt != -1)
-		m.json = true;
 	if (rc != 0)
-		return rc;
-	if (optind < argc)
-		return cli_bad_usage(c, "check", "unexpected argument");
-	if ((rc = cli_store(c)) != 0)
 		return rc;
 	rc = call_check(c, &r, check_msg, &m);
 	if (rc != 0) {

@@ -155,3 +155,24 @@ int cli_dispatch(struct cli *c, int argc, char **argv)
 	fflush(stdout);
 	return rc;
 }
+
+/*
+ * The preamble of read-only reporting commands (info, list, check): accept
+ * only --json, no arguments, then load the store. 0 or an exit code.
+ */
+int cli_json_only(struct cli *c, const char *cmd, int argc, char **argv, bool *json)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' }, { NULL, 0, NULL, 0 },
+	};
+	int opt, rc;
+
+	*json = c->json;
+	while ((rc = cli_getopt(c, argc, argv, ":", opts, &opt)) == 0 && opt != -1)
+		*json = true;
+	if (rc != 0)
+		return rc;
+	if (optind < argc)
+		return cli_bad_usage(c, cmd, "unexpected argument");
+	return cli_store(c);
+}

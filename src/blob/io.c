@@ -804,35 +804,36 @@ static void io_submit(struct bs_blob *blob, struct bs_io_channel *io_ch, enum re
 	req_start(req);
 }
 
-void bs_blob_read(struct bs_blob *blob, struct bs_io_channel *ch, void *buf,
-		  uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
+/*
+ * Single-buffer IO: the buffer becomes the request's own one-element iovec,
+ * so nothing points at the caller's stack. With no free request, io_submit
+ * refuses with -EAGAIN before looking at the iovec.
+ */
+static void io_submit_buf(struct bs_blob *blob, struct bs_io_channel *ch, enum req_op op,
+			  void *buf, uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
 {
 	struct blob_channel *bch = ch ? bs_io_channel_get_ctx(ch) : NULL;
 	struct iovec one = { buf, length * (blob ? blob->bs->block_len : 0) };
 	struct blob_req *req = bch ? bch->free : NULL;
 
-	/* Single buffers use the request's own iovec so nothing dangles. */
 	if (req != NULL) {
 		req->one = one;
-		io_submit(blob, ch, REQ_READ, &req->one, 1, offset, length, cb_fn, cb_arg);
+		io_submit(blob, ch, op, &req->one, 1, offset, length, cb_fn, cb_arg);
 		return;
 	}
-	io_submit(blob, ch, REQ_READ, &one, 1, offset, length, cb_fn, cb_arg);
+	io_submit(blob, ch, op, &one, 1, offset, length, cb_fn, cb_arg);
+}
+
+void bs_blob_read(struct bs_blob *blob, struct bs_io_channel *ch, void *buf,
+		  uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
+{
+	io_submit_buf(blob, ch, REQ_READ, buf, offset, length, cb_fn, cb_arg);
 }
 
 void bs_blob_write(struct bs_blob *blob, struct bs_io_channel *ch, const void *buf,
 		   uint64_t offset, uint64_t length, bs_cpl_fn cb_fn, void *cb_arg)
 {
-	struct blob_channel *bch = ch ? bs_io_channel_get_ctx(ch) : NULL;
-	struct iovec one = { (void *)buf, length * (blob ? blob->bs->block_len : 0) };
-	struct blob_req *req = bch ? bch->free : NULL;
-
-	if (req != NULL) {
-		req->one = one;
-		io_submit(blob, ch, REQ_WRITE, &req->one, 1, offset, length, cb_fn, cb_arg);
-		return;
-	}
-	io_submit(blob, ch, REQ_WRITE, &one, 1, offset, length, cb_fn, cb_arg);
+	io_submit_buf(blob, ch, REQ_WRITE, (void *)buf, offset, length, cb_fn, cb_arg);
 }
 
 void bs_blob_readv(struct bs_blob *blob, struct bs_io_channel *ch, struct iovec *iov,

@@ -23,22 +23,11 @@ static const struct store_param g_sweep_params[] = {
 	{ 4096, 64 * 1024, 4ull << 20, true },
 };
 
+/* Every case starts with an empty store. */
 static int setup(void **state)
 {
-	struct store_env *e = calloc(1, sizeof(*e));
-
-	env_setup(e, *state);
-	*state = e;
-	assert_int_equal(env_init_store(e, NULL), 0);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct store_env *e = *state;
-
-	env_teardown(e);
-	free(e);
+	env_fixture_setup(state);
+	assert_int_equal(env_init_store(*state, NULL), 0);
 	return 0;
 }
 
@@ -532,9 +521,9 @@ static void test_D13_power_cut_sweeps(void **state)
 }
 
 #define PARAM(fn)                                                                         \
-	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[0]), \
-	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[1]), \
-	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[2])
+	cmocka_unit_test_prestate_setup_teardown(fn, setup, env_fixture_teardown, (void *)&g_params[0]), \
+	cmocka_unit_test_prestate_setup_teardown(fn, setup, env_fixture_teardown, (void *)&g_params[1]), \
+	cmocka_unit_test_prestate_setup_teardown(fn, setup, env_fixture_teardown, (void *)&g_params[2])
 
 int main(void)
 {
@@ -546,9 +535,9 @@ int main(void)
 		PARAM(test_inflate_and_decouple),
 		PARAM(test_set_parent_and_bad_input),
 		PARAM(test_delete_snapshot_with_0_1_n_clones),
-		cmocka_unit_test_prestate_setup_teardown(test_D13_power_cut_sweeps, setup, teardown,
+		cmocka_unit_test_prestate_setup_teardown(test_D13_power_cut_sweeps, setup, env_fixture_teardown,
 							 (void *)&g_sweep_params[0]),
-		cmocka_unit_test_prestate_setup_teardown(test_D13_power_cut_sweeps, setup, teardown,
+		cmocka_unit_test_prestate_setup_teardown(test_D13_power_cut_sweeps, setup, env_fixture_teardown,
 							 (void *)&g_sweep_params[1]),
 	};
 

@@ -17,24 +17,6 @@ static const struct store_param g_params[] = {
 	{ 4096, 1024 * 1024, 128ull << 20 },
 };
 
-static int setup(void **state)
-{
-	struct store_env *e = calloc(1, sizeof(*e));
-
-	env_setup(e, *state);
-	*state = e;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct store_env *e = *state;
-
-	env_teardown(e);
-	free(e);
-	return 0;
-}
-
 static void assert_consistent(struct store_env *e)
 {
 	struct bs_check_report r;
@@ -468,10 +450,10 @@ static void test_D4_every_md_op_persists(void **state)
 }
 
 #define PARAM_TESTS(fn)                                                                   \
-	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[0]), \
-	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[1]), \
-	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[2]), \
-	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[3])
+	cmocka_unit_test_prestate_setup_teardown(fn, env_fixture_setup, env_fixture_teardown, (void *)&g_params[0]), \
+	cmocka_unit_test_prestate_setup_teardown(fn, env_fixture_setup, env_fixture_teardown, (void *)&g_params[1]), \
+	cmocka_unit_test_prestate_setup_teardown(fn, env_fixture_setup, env_fixture_teardown, (void *)&g_params[2]), \
+	cmocka_unit_test_prestate_setup_teardown(fn, env_fixture_setup, env_fixture_teardown, (void *)&g_params[3])
 
 int main(void)
 {

@@ -51,24 +51,6 @@ static unsigned log_errors(void)
 	return atomic_load(&g_log_errors);
 }
 
-static int setup(void **state)
-{
-	struct store_env *e = calloc(1, sizeof(*e));
-
-	env_setup(e, *state);
-	*state = e;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct store_env *e = *state;
-
-	env_teardown(e);
-	free(e);
-	return 0;
-}
-
 static void check_msg(void *arg, bs_blob_id id, const char *msg)
 {
 	fprintf(stderr, "check: blob 0x%llx: %s\n", (unsigned long long)id, msg);
@@ -2133,10 +2115,10 @@ static void test_mt_race_first_write(void **state)
 /* ------------------------------------------------------------ main */
 
 #define PARAM_TESTS(fn)                                                                   \
-	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[0]), \
-	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[1]), \
-	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[2]), \
-	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, (void *)&g_params[3])
+	cmocka_unit_test_prestate_setup_teardown(fn, env_fixture_setup, env_fixture_teardown, (void *)&g_params[0]), \
+	cmocka_unit_test_prestate_setup_teardown(fn, env_fixture_setup, env_fixture_teardown, (void *)&g_params[1]), \
+	cmocka_unit_test_prestate_setup_teardown(fn, env_fixture_setup, env_fixture_teardown, (void *)&g_params[2]), \
+	cmocka_unit_test_prestate_setup_teardown(fn, env_fixture_setup, env_fixture_teardown, (void *)&g_params[3])
 
 int main(void)
 {

@@ -353,3 +353,22 @@ void env_worker_stop(struct store_env *e, struct env_worker *w)
 	assert_int_equal(bs_thread_destroy(w->t), 0);
 	w->t = NULL;
 }
+
+int env_fixture_setup(void **state)
+{
+	struct store_env *e = calloc(1, sizeof(*e));
+
+	assert_non_null(e);
+	env_setup(e, *state);
+	*state = e;
+	return 0;
+}
+
+int env_fixture_teardown(void **state)
+{
+	struct store_env *e = *state;
+
+	env_teardown(e);
+	free(e);
+	return 0;
+}

@@ -36,6 +36,9 @@ struct store_param {
 void env_setup(struct store_env *e, const struct store_param *p);
 /** Unload (if loaded), close the device, finish the thread. */
 void env_teardown(struct store_env *e);
+/** cmocka fixtures: *state is a struct store_param on entry, the env after. */
+int env_fixture_setup(void **state);
+int env_fixture_teardown(void **state);
 
 /** bs_init with the env's cluster size (opts may override; NULL = defaults). */
 int env_init_store(struct store_env *e, struct bs_opts *opts);

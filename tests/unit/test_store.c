@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob/store_int.h"
 #include "store_env.h"
 
 static const struct store_param g_params[] = {
@@ -449,6 +450,77 @@ static void test_D4_every_md_op_persists(void **state)
 	verify_every_md_op(e, &x);
 }
 
+static uint64_t dev_writes(struct store_env *e)
+{
+	struct bs_ram_dev_stats st;
+
+	bs_ram_dev_get_stats(e->dev, &st);
+	return st.ops[BS_IO_WRITE] + st.ops[BS_IO_WRITEV] + st.ops[BS_IO_WRITE_ZEROES] +
+	       st.ops[BS_IO_UNMAP] + st.ops[BS_IO_FLUSH];
+}
+
+/* D7: a clean load followed by reads and an unload writes nothing. */
+static void test_D7_unchanged_unload_writes_nothing(void **state)
+{
+	struct store_env *e = *state;
+	uint8_t *buf = env_buf(e->block_len);
+	struct bs_blob *b;
+	bs_blob_id id;
+	uint64_t before;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 1, false, &id), 0);
+	assert_int_equal(env_unload(e), 0);
+	before = dev_writes(e);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(env_read(e, b, buf, 0, 1), 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(dev_writes(e), before);
+	assert_int_equal(env_load(e, NULL), 0); /* still clean and loadable */
+	free(buf);
+}
+
+/* A blob whose two root pages are both damaged can be deleted: its slot is freed. */
+static void test_D11_corrupt_blob_can_be_deleted(void **state)
+{
+	struct store_env *e = *state;
+	uint8_t *page = env_buf(MD_PAGE_SIZE);
+	struct bs_opts o;
+	struct bs_blob *b;
+	bs_blob_id id, keep;
+	uint64_t first;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 1, false, &keep), 0);
+	assert_int_equal(env_create(e, 1, false, &id), 0);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(bs_blob_set_xattr(b, "x", "y", 1), 0);
+	assert_int_equal(env_close(e, b), 0); /* a second root: both pages written */
+	first = e->bs->root_start + 2ull * BLOB_ID_SLOT(id);
+	assert_int_equal(env_unload(e), 0);
+	for (uint64_t p = first; p < first + 2; p++) {
+		env_dev_read_page(e, p, page);
+		page[200] ^= 0xFF;
+		assert_int_equal(env_dev_write_page(e, p, page), 0);
+	}
+	bs_opts_init(&o, sizeof(o));
+	o.force_recover = true;
+	assert_int_equal(env_load(e, &o), 0);
+	assert_int_equal(bs_iter_corrupt(e->bs, BS_BLOB_ID_INVALID), id);
+	assert_int_equal(env_delete(e, id), 0);
+	assert_int_equal(bs_iter_corrupt(e->bs, BS_BLOB_ID_INVALID), BS_BLOB_ID_INVALID);
+	assert_int_equal(env_open(e, id, &b), -ENOENT);
+	assert_int_equal(env_open(e, keep, &b), 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, &o), 0); /* the tombstone stands after reload */
+	assert_int_equal(bs_iter_corrupt(e->bs, BS_BLOB_ID_INVALID), BS_BLOB_ID_INVALID);
+	assert_consistent(e);
+	free(page);
+}
+
 #define PARAM_TESTS(fn)                                                                   \
 	cmocka_unit_test_prestate_setup_teardown(fn, env_fixture_setup, env_fixture_teardown, (void *)&g_params[0]), \
 	cmocka_unit_test_prestate_setup_teardown(fn, env_fixture_setup, env_fixture_teardown, (void *)&g_params[1]), \
@@ -469,6 +541,8 @@ int main(void)
 		PARAM_TESTS(test_D5_unmap_frees_thin_cluster),
 		PARAM_TESTS(test_concurrent_opens),
 		PARAM_TESTS(test_D4_every_md_op_persists),
+		PARAM_TESTS(test_D7_unchanged_unload_writes_nothing),
+		PARAM_TESTS(test_D11_corrupt_blob_can_be_deleted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,7 +5,10 @@
  *   randread_4k_qd32, randwrite_4k_qd32, seqread_1m_qd32, seqwrite_1m_qd32
  *     on a THICK blob, each against fio;
  *   randwrite_4k_qd32_thin[_zeroes|_unmap]
- *     first writes into a fresh THIN blob, against our thick figure.
+ *     first writes into a fresh THIN blob, against our thick figure;
+ *   randwrite_4k_qd32_clone_cow
+ *     first writes into a fresh clone whose every cluster its snapshot
+ *     owns (copy-on-write), against our thick figure.
  *
  * Method
  *  - The file is made --size bytes (a longer one is used whole) and written
@@ -34,6 +37,13 @@
  *    cluster zeroes the whole cluster first (D8). _zeroes (WRITE_ZEROES) and
  *    _unmap (UNMAP on a file: punch hole, reads back as zeros): clusters are
  *    known-zero and the first write only publishes the cluster.
+ *  - Clone COW: each run inits a fresh store (BS_CLEAR_NONE), creates a
+ *    thick blob over half the free clusters (its bytes are the pre-written
+ *    file's), snapshots it, and runs the random 4 KiB write case on the
+ *    blob, now a clone of the snapshot: every first write to a cluster
+ *    copies that cluster from the snapshot into a new one (a device copy
+ *    where the device offers it, else read + write), then writes. The other
+ *    half of the store holds the copies.
  *
  * Fairness
  *  - Same file, same byte range, IO size, queue depth, direction, run time,
@@ -89,17 +99,23 @@ static const struct thick_case thick_cases[] = {
 #define NTHICK (sizeof(thick_cases) / sizeof(thick_cases[0]))
 #define RANDWRITE_CASE 1u		/* the thin variants' baseline */
 
-/* A thin variant: fresh store cleared this way, fresh thin blob. */
+/*
+ * A first-write variant: fresh store cleared this way, and either a fresh
+ * thin blob over the whole store or (cow) a fresh clone of a snapshot that
+ * owns every cluster of it.
+ */
 struct thin_case {
 	const char *name;
 	const char *suffix;		/* of the RESULT names */
 	enum bs_clear_method clear;
+	bool cow;
 };
 
 static const struct thin_case thin_cases[] = {
-	{ "randwrite_4k_qd32_thin", "thin", BS_CLEAR_NONE },
-	{ "randwrite_4k_qd32_thin_zeroes", "thin_zeroes", BS_CLEAR_WRITE_ZEROES },
-	{ "randwrite_4k_qd32_thin_unmap", "thin_unmap", BS_CLEAR_UNMAP },
+	{ "randwrite_4k_qd32_thin", "thin", BS_CLEAR_NONE, false },
+	{ "randwrite_4k_qd32_thin_zeroes", "thin_zeroes", BS_CLEAR_WRITE_ZEROES, false },
+	{ "randwrite_4k_qd32_thin_unmap", "thin_unmap", BS_CLEAR_UNMAP, false },
+	{ "randwrite_4k_qd32_clone_cow", "clone_cow", BS_CLEAR_NONE, true },
 };
 #define NTHIN (sizeof(thin_cases) / sizeof(thin_cases[0]))
 #define NCASES (NTHICK + NTHIN)
@@ -164,7 +180,9 @@ struct bench {
 	struct bs_store *bs;
 	enum bs_clear_method clear;
 	bool thin;
+	bool half;			/* blob over half the free clusters */
 	bs_blob_id blob_id;
+	bs_blob_id snap_id;
 	struct bs_blob *blob;
 	struct bs_io_channel *ch;
 	uint64_t region_off;		/* bytes: the blob's run on the file */
@@ -419,14 +437,14 @@ static void init_store_msg(void *ctx)
 	bs_init(b->dev, &opts, &b->bs, bu_loop_cpl, &b->loop);
 }
 
-/* Create the blob (thick or thin) over every free cluster. */
+/* Create the blob (thick or thin) over every (or half of every) free cluster. */
 static void create_blob_msg(void *ctx)
 {
 	struct bench *b = ctx;
 	struct bs_blob_opts bo;
 
 	bs_blob_opts_init(&bo, sizeof(bo));
-	bo.num_clusters = bs_get_free_cluster_count(b->bs);
+	bo.num_clusters = bs_get_free_cluster_count(b->bs) / (b->half ? 2 : 1);
 	bo.thin_provision = b->thin;
 	bs_blob_create(b->bs, &bo, &b->blob_id, bu_loop_cpl, &b->loop);
 }
@@ -444,6 +462,14 @@ static void alloc_channel_msg(void *ctx)
 
 	b->ch = bs_alloc_channel(b->bs);
 	bu_loop_cpl(&b->loop, b->ch ? 0 : -errno);
+}
+
+/* Snapshot the open blob: it becomes a clone whose clusters the snapshot owns. */
+static void snapshot_msg(void *ctx)
+{
+	struct bench *b = ctx;
+
+	bs_blob_snapshot(b->bs, b->blob_id, NULL, 0, &b->snap_id, bu_loop_cpl, &b->loop);
 }
 
 static void sync_blob_msg(void *ctx)
@@ -538,11 +564,12 @@ static void prewrite_file(struct bench *b)
 	       (double)(bu_now_ns() - t0) / 1e9);
 }
 
-/* Fresh store with clear method @clear, one blob over all of it, opened. */
-static void store_with_blob(struct bench *b, enum bs_clear_method clear, bool thin)
+/* Fresh store with clear method @clear, one blob over all (or half) of it, opened. */
+static void store_with_blob(struct bench *b, enum bs_clear_method clear, bool thin, bool half)
 {
 	b->clear = clear;
 	b->thin = thin;
+	b->half = half;
 	step(b, init_store_msg, "bs_init");
 	step(b, create_blob_msg, "bs_blob_create");
 	step(b, open_blob_msg, "bs_blob_open");
@@ -574,7 +601,7 @@ static void thick_setup(struct bench *b)
 {
 	uint64_t t0;
 
-	store_with_blob(b, BS_CLEAR_NONE, false);
+	store_with_blob(b, BS_CLEAR_NONE, false, false);
 	locate_thick_blob(b);
 	t0 = bu_now_ns();
 	job_run(b, true, true, false, PREWRITE_IO, MAX_QD, 0, b->region_len / PREWRITE_IO);
@@ -639,13 +666,18 @@ static void run_thick_case(struct bench *b, const struct thick_case *tc, struct 
 	       best[1].iops > 0 ? best[0].iops / best[1].iops : 0);
 }
 
-/* One thin run: fresh store and thin blob, random 4 KiB writes for --time. */
+/*
+ * One first-write run: fresh store and thin blob (or clone of a fresh
+ * snapshot), random 4 KiB writes for --time.
+ */
 static double thin_run(struct bench *b, const struct thin_case *tc, uint64_t *allocated)
 {
 	const struct thick_case *rw = &thick_cases[RANDWRITE_CASE];
 	double iops;
 
-	store_with_blob(b, tc->clear, true);
+	store_with_blob(b, tc->clear, !tc->cow, tc->cow);
+	if (tc->cow)
+		step(b, snapshot_msg, "bs_blob_snapshot");
 	iops = job_run(b, true, true, true, rw->io_len, rw->qd, b->o.time_ms, UINT64_MAX);
 	*allocated = bs_blob_get_num_allocated_clusters(b->blob);
 	close_store(b);
@@ -656,10 +688,11 @@ static double run_thin_case(struct bench *b, const struct thin_case *tc, double 
 {
 	double best = 0;
 
-	printf("%s: fresh store (clear method %s), fresh thin blob, randwrite 4 KiB qd 32, "
+	printf("%s: fresh store (clear method %s), fresh %s, randwrite 4 KiB qd 32, "
 	       "%.1f s x %" PRIu64 "\n", tc->name, tc->clear == BS_CLEAR_NONE ? "NONE" :
 	       tc->clear == BS_CLEAR_UNMAP ? "UNMAP" : "WRITE_ZEROES",
-	       (double)b->o.time_ms / 1e3, b->o.repeat);
+	       tc->cow ? "clone of a full snapshot" : "thin blob", (double)b->o.time_ms / 1e3,
+	       b->o.repeat);
 	for (uint64_t r = 1; r <= b->o.repeat; r++) {
 		uint64_t alloc, total;
 		double iops = thin_run(b, tc, &alloc);
@@ -686,7 +719,8 @@ static void print_summary(const struct bench *b, struct sample res[NTHICK][2],
 	double thick_rw = res[RANDWRITE_CASE][0].iops;
 
 	printf("\nsummary: best of %" PRIu64 " x %.1f s per side; ratio = ours/fio IOPS "
-	       "(goal >= %.2f), thin = thin/thick IOPS (goal >= %.2f)\n", b->o.repeat,
+	       "(goal >= %.2f), thin = thin/thick IOPS (goal >= %.2f; clone_cow: no goal)\n",
+	       b->o.repeat,
 	       (double)b->o.time_ms / 1e3, THICK_GOAL, THIN_GOAL);
 	printf("%-30s %10s %10s %9s %9s %7s\n", "case", "ours IOPS", "fio IOPS", "ours MB/s",
 	       "fio MB/s", "ratio");
@@ -705,7 +739,7 @@ static void print_summary(const struct bench *b, struct sample res[NTHICK][2],
 		if (b->o.selected[NTHICK + i])
 			printf("%-30s %10.0f %10s %9.1f %9s %7.3f%s (vs thick)\n",
 			       thin_cases[i].name, thin[i], "-", thin[i] * 4096 / 1e6, "-", ratio,
-			       ratio < THIN_GOAL ? "  below goal" : "");
+			       !thin_cases[i].cow && ratio < THIN_GOAL ? "  below goal" : "");
 	}
 }
 

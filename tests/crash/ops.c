@@ -1,0 +1,300 @@
+/* The W1 operation alphabet, each op logged in the reference model. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crash.h"
+#include "ops.h"
+
+const char *const op_name[OP_COUNT] = {
+	"create_thin", "create_thick", "resize_up", "resize_down", "xattr_small",
+	"xattr_big", "xattr_rm", "write_alloc", "write_thin", "write_cross",
+	"write_cow", "flush", "sync", "snapshot", "clone", "inflate", "decouple",
+	"delete", "delete_snap", "reload",
+};
+
+static int open_blob(struct run *x, int b)
+{
+	struct cpl c = { 0 };
+
+	bs_blob_open(x->bs, x->m->id[b], &x->m->h[b], cpl_fn, &c);
+	return run_wait(x, &c);
+}
+
+int ops_create(struct run *x, bool thin, uint64_t clusters)
+{
+	struct bs_blob_opts o;
+	struct cpl c = { 0 };
+	bs_blob_id id = 0;
+	int op = m_begin(x, thin ? "create_thin" : "create_thick"), b = -1;
+
+	bs_blob_opts_init(&o, sizeof(o));
+	o.num_clusters = clusters;
+	o.thin_provision = thin;
+	bs_blob_create(x->bs, &o, &id, cpl_fn, &c);
+	if (run_wait(x, &c) == 0) {
+		b = m_add(x->m, id);
+		c.err = open_blob(x, b);
+	}
+	m_end(x, op, c.err, OPF_PERSIST, b >= 0 ? 1u << b : 0);
+	return b;
+}
+
+int ops_write(struct run *x, int b, uint64_t sect)
+{
+	struct model *m = x->m;
+	uint8_t *buf = ct_buf(4096);
+	struct cpl c = { 0 };
+	struct mwrite *w;
+	int op = m_begin(x, "write");
+
+	if (m->nw >= MAXW)
+		abort();
+	w = &m->w[m->nw];
+	*w = (struct mwrite){ b, sect, 8, ++m->gen, m_now(x), 0, UINT64_MAX };
+	m->hist[b][m->nw / 64] |= 1ull << (m->nw % 64);
+	m->nw++;
+	tag_fill(buf, 8, m->id[b], sect, w->gen);
+	bs_blob_write(m->h[b], run_channel(x), buf, sect, 8, cpl_fn, &c);
+	run_wait(x, &c);
+	w->done = m_now(x);
+	free(buf);
+	m_end(x, op, c.err, 0, 0);
+	return c.err;
+}
+
+int ops_sync(struct run *x, int b)
+{
+	struct cpl c = { 0 };
+	int op = m_begin(x, "sync");
+
+	bs_blob_sync(x->m->h[b], cpl_fn, &c);
+	m_end(x, op, run_wait(x, &c), OPF_PERSIST | OPF_DATA, 1u << b);
+	return c.err;
+}
+
+int ops_flush(struct run *x)
+{
+	struct cpl c = { 0 };
+	int op = m_begin(x, "flush");
+
+	bs_flush(x->bs, cpl_fn, &c);
+	m_end(x, op, run_wait(x, &c), OPF_PERSIST | OPF_DATA, m_alive_mask(x->m));
+	return c.err;
+}
+
+static int ops_resize(struct run *x, int b, int delta)
+{
+	struct model *m = x->m;
+	struct cpl c = { 0 };
+	uint64_t n = bs_blob_get_num_clusters(m->h[b]) + (uint64_t)(int64_t)delta;
+	int op = m_begin(x, delta > 0 ? "resize_up" : "resize_down");
+
+	for (int i = 0; i < m->nw && delta < 0; i++) {
+		if (m->w[i].sect + m->w[i].nsect > n * CT_UPC && m->w[i].trunc == UINT64_MAX)
+			m->w[i].trunc = m_now(x);
+	}
+	bs_blob_resize(m->h[b], n, cpl_fn, &c);
+	m_end(x, op, run_wait(x, &c), 0, 0);
+	return c.err;
+}
+
+static int ops_xattr(struct run *x, int b, const char *name, uint32_t len, bool rm)
+{
+	uint8_t *v = calloc(1, len + 1);
+	int op = m_begin(x, rm ? "xattr_rm" : "xattr_set"), rc;
+
+	for (uint32_t i = 0; i < len; i++)
+		v[i] = (uint8_t)(i * 7 + len);
+	rc = rm ? bs_blob_remove_xattr(x->m->h[b], name) :
+		  bs_blob_set_xattr(x->m->h[b], name, v, len);
+	free(v);
+	m_end(x, op, rc, 0, 0);
+	return rc;
+}
+
+/* Close every handle (each close syncs) or reopen them all. */
+int ops_close_all(struct run *x)
+{
+	struct model *m = x->m;
+	int op = m_begin(x, "close_all"), rc = 0;
+
+	for (int b = 0; b < m->nb; b++) {
+		struct cpl c = { 0 };
+
+		if (m->h[b] == NULL)
+			continue;
+		m_observe(x, m->h[b], &m->cur[b]);
+		bs_blob_close(m->h[b], cpl_fn, &c);
+		m->h[b] = NULL;
+		if (run_wait(x, &c) != 0)
+			rc = c.err;
+	}
+	m_end(x, op, rc, OPF_PERSIST, m_alive_mask(m)); /* close promises no data flush */
+	return rc;
+}
+
+int ops_open_all(struct run *x)
+{
+	struct model *m = x->m;
+	int rc = 0;
+
+	for (int b = 0; b < m->nb; b++)
+		if (m->alive[b] && m->h[b] == NULL && open_blob(x, b) != 0)
+			rc = -EIO;
+	return rc;
+}
+
+static int ops_delete(struct run *x, int b)
+{
+	struct cpl c = { 0 };
+	int op, rc;
+
+	if (ops_close_all(x) != 0)
+		return -EIO;
+	op = m_begin(x, "delete");
+	bs_blob_delete(x->bs, x->m->id[b], cpl_fn, &c);
+	if (run_wait(x, &c) == 0)
+		x->m->alive[b] = false;
+	rc = c.err ? c.err : ops_open_all(x);
+	m_end(x, op, rc, OPF_PERSIST, m_alive_mask(x->m) | 1u << b);
+	return rc;
+}
+
+int ops_snapshot(struct run *x, int b)
+{
+	struct model *m = x->m;
+	struct cpl c = { 0 };
+	bs_blob_id id = 0;
+	int op = m_begin(x, "snapshot"), s = -1;
+
+	bs_blob_snapshot(x->bs, m->id[b], NULL, 0, &id, cpl_fn, &c);
+	if (run_wait(x, &c) == 0) {
+		s = m_add(m, id);
+		m_hist_copy(m, s, b);
+		c.err = open_blob(x, s);
+	}
+	m_end(x, op, c.err, OPF_PERSIST | OPF_DATA, 1u << b | (s >= 0 ? 1u << s : 0));
+	return s;
+}
+
+static int ops_clone(struct run *x, int s)
+{
+	struct model *m = x->m;
+	struct cpl c = { 0 };
+	bs_blob_id id = 0;
+	int op = m_begin(x, "clone"), k = -1;
+
+	bs_blob_clone(x->bs, m->id[s], NULL, 0, &id, cpl_fn, &c);
+	if (run_wait(x, &c) == 0) {
+		k = m_add(m, id);
+		m_hist_copy(m, k, s);
+		c.err = open_blob(x, k);
+	}
+	m_end(x, op, c.err, OPF_PERSIST, k >= 0 ? 1u << k : 0);
+	return k;
+}
+
+static int ops_reparent(struct run *x, int b, bool inflate)
+{
+	struct cpl c = { 0 };
+	int op = m_begin(x, inflate ? "inflate" : "decouple");
+
+	if (inflate)
+		bs_blob_inflate(x->bs, x->m->id[b], cpl_fn, &c);
+	else
+		bs_blob_decouple_parent(x->bs, x->m->id[b], cpl_fn, &c);
+	m_end(x, op, run_wait(x, &c), OPF_PERSIST, 1u << b);
+	return c.err;
+}
+
+int ops_reload(struct run *x)
+{
+	int op, rc;
+
+	if (ops_close_all(x) != 0)
+		return -EIO;
+	op = m_begin(x, "unload");
+	rc = run_unload(x);
+	m_end(x, op, rc, OPF_PERSIST | OPF_DATA, m_alive_mask(x->m));
+	if (rc == 0)
+		rc = run_load(x);
+	return rc ? rc : ops_open_all(x);
+}
+
+static bool alive(const struct run *x, int b)
+{
+	return b < x->m->nb && x->m->alive[b] && x->m->h[b] != NULL;
+}
+
+/* Whether op @p code makes sense on the model's blobs now (random sequences). */
+bool ops_applicable(struct run *x, int code)
+{
+	const void *v;
+	uint32_t len;
+	bs_blob_id parent = 0;
+
+	switch (code) {
+	case OP_CREATE_THIN: case OP_CREATE_THICK: case OP_FLUSH: case OP_RELOAD:
+		return x->m->nb < MAXB - 1;
+	case OP_WRITE_CROSS:
+		return alive(x, ROLE_T) && bs_blob_get_num_clusters(x->m->h[ROLE_T]) > 1;
+	case OP_RESIZE_DOWN:
+		return alive(x, ROLE_T) && bs_blob_get_num_clusters(x->m->h[ROLE_T]) > 1;
+	case OP_XATTR_RM:
+		return alive(x, ROLE_T) &&
+		       bs_blob_get_xattr(x->m->h[ROLE_T], "x0", &v, &len) == 0;
+	case OP_WRITE_THIN: case OP_DELETE:
+		return alive(x, ROLE_N);
+	case OP_WRITE_COW: case OP_INFLATE:
+		return alive(x, ROLE_C);
+	case OP_DECOUPLE:
+		return alive(x, ROLE_C) && bs_blob_get_parent(x->bs, x->m->id[ROLE_C],
+							     &parent) == 0 && parent != 0;
+	case OP_CLONE:
+		return alive(x, ROLE_S) && x->m->nb < MAXB - 1;
+	case OP_DELETE_SNAP:
+		return alive(x, ROLE_S) && alive(x, ROLE_C) &&
+		       bs_blob_get_parent(x->bs, x->m->id[ROLE_C], &parent) == 0 &&
+		       parent == x->m->id[ROLE_S];
+	case OP_SNAPSHOT:
+		return alive(x, ROLE_T) && x->m->nb < MAXB - 1;
+	default:
+		return alive(x, ROLE_T);
+	}
+}
+
+/* Run op @p code on the start image's blobs; the model blob it targets. */
+int ops_apply(struct run *x, int code, int *target)
+{
+	int rc = 0;
+
+	*target = ROLE_T;
+	switch (code) {
+	case OP_CREATE_THIN: *target = ops_create(x, true, 2); break;
+	case OP_CREATE_THICK: *target = ops_create(x, false, 1); break;
+	case OP_RESIZE_UP: rc = ops_resize(x, ROLE_T, 1); break;
+	case OP_RESIZE_DOWN: rc = ops_resize(x, ROLE_T, -1); break;
+	case OP_XATTR_SMALL: rc = ops_xattr(x, ROLE_T, "small", 16, false); break;
+	case OP_XATTR_BIG: rc = ops_xattr(x, ROLE_T, "big", 7000, false); break;
+	case OP_XATTR_RM: rc = ops_xattr(x, ROLE_T, "x0", 0, true); break;
+	case OP_WRITE_ALLOC: rc = ops_write(x, ROLE_T, 8); break;
+	case OP_WRITE_THIN: *target = ROLE_N; rc = ops_write(x, ROLE_N, CT_UPC + 8); break;
+	case OP_WRITE_CROSS: rc = ops_write(x, ROLE_T, CT_UPC - 4); break;
+	case OP_WRITE_COW: *target = ROLE_C; rc = ops_write(x, ROLE_C, CT_UPC + 16); break;
+	case OP_FLUSH: rc = ops_flush(x); break;
+	case OP_SYNC: rc = ops_sync(x, ROLE_T); break;
+	case OP_SNAPSHOT: rc = ops_snapshot(x, ROLE_T) < 0 ? -EIO : 0; break;
+	case OP_CLONE: *target = ops_clone(x, ROLE_S); break;
+	case OP_INFLATE: *target = ROLE_C; rc = ops_reparent(x, ROLE_C, true); break;
+	case OP_DECOUPLE: *target = ROLE_C; rc = ops_reparent(x, ROLE_C, false); break;
+	case OP_DELETE: *target = -1; rc = ops_delete(x, ROLE_N); break;
+	case OP_DELETE_SNAP: *target = ROLE_C; rc = ops_delete(x, ROLE_S); break;
+	case OP_RELOAD: *target = -1; rc = ops_reload(x); break;
+	default: rc = -EINVAL; break;
+	}
+	if (*target < 0 && code != OP_DELETE && code != OP_RELOAD)
+		rc = -EIO;
+	return rc;
+}

@@ -1,0 +1,231 @@
+/* Workloads: start images, W1 seq-1 / seq-2 lists, names, recording. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blob/store_int.h"
+#include "crash.h"
+#include "ops.h"
+
+enum { IMG_EMPTY, IMG_MIN, IMG_POP, IMG_COUNT };
+static const char *const img_name[IMG_COUNT] = { "empty", "min", "pop" };
+
+/* The 10-op subset for seq-2. */
+static const int seq2_ops[10] = {
+	OP_CREATE_THIN, OP_RESIZE_UP, OP_XATTR_BIG, OP_WRITE_ALLOC, OP_WRITE_THIN,
+	OP_WRITE_COW, OP_FLUSH, OP_SYNC, OP_SNAPSHOT, OP_DELETE_SNAP,
+};
+
+static bool applicable(int img, int op)
+{
+	if (img == IMG_EMPTY)
+		return op == OP_CREATE_THIN || op == OP_CREATE_THICK || op == OP_FLUSH ||
+		       op == OP_RELOAD;
+	if (img == IMG_MIN)
+		return op != OP_WRITE_COW && op != OP_CLONE && op != OP_INFLATE &&
+		       op != OP_DECOUPLE && op != OP_DELETE_SNAP;
+	return true;
+}
+
+static void name_workload(struct workload *w)
+{
+	int n = snprintf(w->name, sizeof(w->name), "%s", img_name[w->start]);
+
+	for (int i = 0; i < w->nsteps; i++)
+		n += snprintf(w->name + n, sizeof(w->name) - (size_t)n, "%c%s/%d",
+			      i ? '+' : ':', op_name[w->step[i]], w->suffix[i]);
+	if (w->order != 0)
+		snprintf(w->name + n, sizeof(w->name) - (size_t)n, "@%d.%" PRIu64, w->order,
+			 w->seed);
+}
+
+static void add(struct workload **v, int *n, int *cap, const struct workload *w)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 256;
+		*v = realloc(*v, (size_t)*cap * sizeof(**v));
+		if (*v == NULL)
+			abort();
+	}
+	(*v)[(*n)++] = *w;
+	name_workload(&(*v)[*n - 1]);
+}
+
+int work_list(struct workload **out, bool nightly)
+{
+	struct workload w;
+	int n = 0, cap = 0;
+
+	*out = NULL;
+	for (int img = 0; img < IMG_COUNT; img++)
+		for (int op = 0; op < OP_COUNT; op++)
+			for (int sfx = 0; sfx < 4 && applicable(img, op); sfx++) {
+				memset(&w, 0, sizeof(w));
+				w = (struct workload){ .start = img, .nsteps = 1 };
+				w.step[0] = op;
+				w.suffix[0] = sfx;
+				add(out, &n, &cap, &w);
+			}
+	for (int a = 0; a < 10; a++)
+		for (int b = 0; b < 10; b++) {
+			memset(&w, 0, sizeof(w));
+			w = (struct workload){ .start = IMG_POP, .nsteps = 2 };
+			w.step[0] = seq2_ops[a];
+			w.step[1] = seq2_ops[b];
+			w.suffix[1] = nightly ? 3 : 0;
+			add(out, &n, &cap, &w);
+		}
+	for (int seed = 1; seed <= (nightly ? 2000 : 200); seed++) {
+		uint64_t r = (uint64_t)seed * 0x9e3779b97f4a7c15ull;
+
+		memset(&w, 0, sizeof(w));
+		w = (struct workload){ .start = IMG_POP, .nsteps = MAXSTEPS };
+		w.order = RO_RANDOM;
+		w.seed = (uint64_t)seed;
+		for (int i = 0; i < MAXSTEPS; i++) {
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			w.step[i] = (int)((r >> 33) % OP_COUNT);
+			w.suffix[i] = (int)((r >> 20) % 4);
+		}
+		add(out, &n, &cap, &w);
+	}
+	return n;
+}
+
+static int find_name(const char *const *names, int n, const char *s, size_t len)
+{
+	for (int i = 0; i < n; i++)
+		if (strlen(names[i]) == len && strncmp(names[i], s, len) == 0)
+			return i;
+	return -1;
+}
+
+int work_parse(const char *name, struct workload *w)
+{
+	const char *p = strchr(name, ':');
+
+	memset(w, 0, sizeof(*w));
+	if (p == NULL || (w->start = find_name(img_name, IMG_COUNT, name,
+					      (size_t)(p - name))) < 0)
+		return -EINVAL;
+	while (*p == ':' || *p == '+') {
+		const char *q = strchr(++p, '/');
+
+		if (q == NULL || w->nsteps >= MAXSTEPS)
+			return -EINVAL;
+		w->step[w->nsteps] = find_name(op_name, OP_COUNT, p, (size_t)(q - p));
+		w->suffix[w->nsteps] = atoi(q + 1);
+		if (w->step[w->nsteps++] < 0)
+			return -EINVAL;
+		p = q + 1;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p == '@') {
+		char *end;
+
+		w->order = (int)strtol(p + 1, &end, 10);
+		if (*end != '.')
+			return -EINVAL;
+		w->seed = strtoull(end + 1, &end, 10);
+		p = end;
+	}
+	name_workload(w);
+	return *p == '\0' ? 0 : -EINVAL;
+}
+
+static int init_store(struct run *x)
+{
+	struct bs_opts o;
+	struct cpl c = { 0 };
+
+	bs_opts_init(&o, sizeof(o));
+	o.cluster_size = CT_CLUSTER;
+	o.max_blobs = CT_MAX_BLOBS;
+	o.md_pool_pages = CT_POOL_PAGES;
+	bs_init(rdev_bs(x->r), &o, &x->bs, cpl_fn, &c);
+	return run_wait(x, &c);
+}
+
+/* The start image's blobs, through the model so they are known to the oracle. */
+static int populate(struct run *x, int img)
+{
+	if (img == IMG_EMPTY)
+		return 0;
+	if (ops_create(x, false, 2) != ROLE_T || ops_create(x, true, 2) != ROLE_N)
+		return -EIO;
+	if (bs_blob_set_xattr(x->m->h[ROLE_T], "x0", "abc", 3) != 0 || ops_sync(x, ROLE_T))
+		return -EIO;
+	if (img != IMG_POP)
+		return 0;
+	if (ops_create(x, false, 2) != ROLE_C || ops_write(x, ROLE_T, 0) ||
+	    ops_write(x, ROLE_N, 0) || ops_write(x, ROLE_C, 0) ||
+	    ops_write(x, ROLE_C, CT_UPC) || ops_snapshot(x, ROLE_C) != ROLE_S ||
+	    ops_write(x, ROLE_C, 16))
+		return -EIO;
+	return ops_flush(x);
+}
+
+static int build_base(const struct workload *w, struct run *x, uint8_t **base)
+{
+	int rc;
+
+	x->r = rdev_create(CT_DEV_BYTES / CT_BLOCK, CT_BLOCK, NULL, false);
+	if (x->r == NULL)
+		return -ENOMEM;
+	rc = init_store(x);
+	if (rc == 0)
+		rc = populate(x, w->start);
+	if (rc == 0)
+		rc = ops_close_all(x);
+	if (rc == 0)
+		rc = run_unload(x);
+	*base = malloc(CT_DEV_BYTES);
+	memcpy(*base, rdev_view(x->r), CT_DEV_BYTES);
+	if (x->bs != NULL)
+		run_abandon(x);
+	run_close_dev(x);
+	rdev_free(x->r);
+	x->r = NULL;
+	return rc;
+}
+
+static int run_steps(const struct workload *w, struct run *x)
+{
+	int target, rc = 0;
+
+	for (int i = 0; i < w->nsteps && rc == 0 && !x->failed; i++) {
+		if (!ops_applicable(x, w->step[i]))
+			continue;
+		rc = ops_apply(x, w->step[i], &target);
+		if (rc == 0 && (w->suffix[i] & 1) && target >= 0 && x->m->alive[target])
+			rc = ops_sync(x, target);
+		if (rc == 0 && (w->suffix[i] & 2))
+			rc = ops_flush(x);
+	}
+	return rc;
+}
+
+int work_record(const struct workload *w, struct run *x, uint8_t **base)
+{
+	int rc = build_base(w, x, base);
+
+	if (rc != 0)
+		return rc;
+	x->r = rdev_create(CT_DEV_BYTES / CT_BLOCK, CT_BLOCK, *base, true);
+	if (x->r == NULL)
+		return -ENOMEM;
+	rdev_set_order(x->r, (enum rdev_order)w->order, w->seed);
+	rc = run_load(x);
+	if (rc == 0)
+		rc = ops_open_all(x);
+	if (rc == 0)
+		rc = run_steps(w, x);
+	for (int b = 0; b < x->m->nb; b++)
+		x->m->h[b] = NULL; /* the abandon frees the handles */
+	run_abandon(x);
+	run_close_dev(x);
+	return rc ? rc : (x->failed ? -EIO : 0);
+}

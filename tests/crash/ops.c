@@ -162,38 +162,41 @@ static int ops_delete(struct run *x, int b)
 	return rc;
 }
 
-int ops_snapshot(struct run *x, int b)
+/* bs_blob_snapshot and bs_blob_clone: a new blob derived from another. */
+typedef void (*derive_fn)(struct bs_store *bs, bs_blob_id id, const struct bs_xattr *xattrs,
+			  uint32_t xattr_count, bs_blob_id *out, bs_cpl_fn cb_fn, void *cb_arg);
+
+/*
+ * Derive a new blob from blob @src with @fn, open it and record the op with
+ * @flags; @src_touched says whether @src's own state changes too. Returns
+ * the new blob's model slot, or -1.
+ */
+static int ops_derive(struct run *x, int src, const char *name, derive_fn fn, unsigned flags,
+		      bool src_touched)
 {
 	struct model *m = x->m;
 	struct cpl c = { 0 };
 	bs_blob_id id = 0;
-	int op = m_begin(x, "snapshot"), s = -1;
+	int op = m_begin(x, name), n = -1;
 
-	bs_blob_snapshot(x->bs, m->id[b], NULL, 0, &id, cpl_fn, &c);
+	fn(x->bs, m->id[src], NULL, 0, &id, cpl_fn, &c);
 	if (run_wait(x, &c) == 0) {
-		s = m_add(m, id);
-		m_hist_copy(m, s, b);
-		c.err = open_blob(x, s);
+		n = m_add(m, id);
+		m_hist_copy(m, n, src);
+		c.err = open_blob(x, n);
 	}
-	m_end(x, op, c.err, OPF_PERSIST | OPF_DATA, 1u << b | (s >= 0 ? 1u << s : 0));
-	return s;
+	m_end(x, op, c.err, flags, (src_touched ? 1u << src : 0) | (n >= 0 ? 1u << n : 0));
+	return n;
+}
+
+int ops_snapshot(struct run *x, int b)
+{
+	return ops_derive(x, b, "snapshot", bs_blob_snapshot, OPF_PERSIST | OPF_DATA, true);
 }
 
 static int ops_clone(struct run *x, int s)
 {
-	struct model *m = x->m;
-	struct cpl c = { 0 };
-	bs_blob_id id = 0;
-	int op = m_begin(x, "clone"), k = -1;
-
-	bs_blob_clone(x->bs, m->id[s], NULL, 0, &id, cpl_fn, &c);
-	if (run_wait(x, &c) == 0) {
-		k = m_add(m, id);
-		m_hist_copy(m, k, s);
-		c.err = open_blob(x, k);
-	}
-	m_end(x, op, c.err, OPF_PERSIST, k >= 0 ? 1u << k : 0);
-	return k;
+	return ops_derive(x, s, "clone", bs_blob_clone, OPF_PERSIST, false);
 }
 
 static int ops_reparent(struct run *x, int b, bool inflate)

@@ -10,8 +10,10 @@
  *  - Option values: byte sizes with binary suffixes, bounded integers,
  *    seconds with an optional fraction.
  *  - bu_loop: one bs_thread driven from the calling pthread. Work is handed
- *    to it as a message and the loop polls (bs_thread_poll, a tight loop)
- *    until the work reports completion through bu_loop_cpl().
+ *    to it as a message and the loop polls until the work reports completion
+ *    through bu_loop_cpl(). Polling is what a reactor does (bu_thread_step):
+ *    bs_thread_poll while there is work, a short idle spin, then
+ *    bs_thread_wait, which sleeps until a completion or message arrives.
  *  - A small, fast random generator (xorshift64*) and multiply-high scaling.
  *  - fio: found on $PATH, run as a child with posix_spawn (never a shell),
  *    its stdout and stderr captured through a pipe; the numbers come from its
@@ -216,6 +218,7 @@ static inline void bu_parse_list(const char *list, const char *const *names, siz
 
 struct bu_loop {
 	struct bs_thread *thread;
+	uint64_t idle_since;		/* see bu_thread_step() */
 	bool done;			/* set by the work's completion */
 	int err;
 };
@@ -227,13 +230,43 @@ static inline void bu_loop_init(struct bu_loop *l, const char *name)
 		bu_die("bs_thread_create: %s", strerror(errno));
 }
 
-/* One iteration of the thread on this pthread. */
+/* Idle spin before sleeping: BLOBSTORE_IDLE_SPIN_US, as for a reactor. */
+static inline uint64_t bu_idle_spin_ns(void)
+{
+	static int64_t spin_ns = -1;
+	const char *env;
+
+	if (spin_ns < 0) {
+		env = getenv("BLOBSTORE_IDLE_SPIN_US");
+		spin_ns = env != NULL && *env != '\0' ? (int64_t)strtoull(env, NULL, 10) * 1000
+						      : 0;
+	}
+	return (uint64_t)spin_ns;
+}
+
+/*
+ * One step of a thread driven from this pthread: poll; once it has been
+ * idle for the spin time (*idle_since tracks when it went idle, 0 = busy),
+ * sleep in bs_thread_wait() until there may be work.
+ */
+static inline void bu_thread_step(struct bs_thread *t, uint64_t *idle_since)
+{
+	int rc = bs_thread_poll(t, 0);
+
+	if (rc == 0 && *idle_since == 0)
+		*idle_since = bu_now_ns();
+	if (rc == 0 && bu_now_ns() - *idle_since >= bu_idle_spin_ns())
+		rc = bs_thread_wait(t, UINT64_MAX);
+	if (rc < 0)
+		bu_die("bs_thread_poll/wait: %s", strerror(-rc));
+	if (rc > 0)
+		*idle_since = 0;
+}
+
+/* One step of the loop's thread on this pthread. */
 static inline void bu_loop_poll(struct bu_loop *l)
 {
-	int rc = bs_thread_poll(l->thread, 0);
-
-	if (rc < 0)
-		bu_die("bs_thread_poll: %s", strerror(-rc));
+	bu_thread_step(l->thread, &l->idle_since);
 }
 
 /* The completion every step reports through: bs_cpl_fn with the loop as arg. */

@@ -545,7 +545,8 @@ static void bench_open(struct bench *b)
 	size_file(b);
 	bs_log_set_level(BS_LOG_WARN);
 	bu_loop_init(&b->loop, "blobperf");
-	if (posix_memalign((void **)&b->pool, 4096, (size_t)MAX_QD * BU_MIB) != 0)
+	b->pool = bs_buf_alloc((size_t)MAX_QD * BU_MIB, 4096);
+	if (b->pool == NULL)
 		bu_die("out of memory for %u MiB of IO buffers", MAX_QD);
 	bu_fill_pattern(b->pool, (size_t)MAX_QD * BU_MIB, 0x5eedull);
 	step(b, open_dev_msg, "opening with the io_uring backend");

@@ -14,8 +14,8 @@
  *    engine, direct=1, the same file, size, block size and queue depth,
  *    norandommap and time_based; we read iops and bw_bytes from its JSON.
  *  - Ours: the same file through bs_file_dev_open() (io_uring backend, ring
- *    depth >= the case's), one bs_thread driven from main() with
- *    bs_thread_poll() in a tight loop. Exactly qd IOs are kept in flight:
+ *    depth >= the case's), one bs_thread driven from main() the way a
+ *    reactor runs (bu_thread_step: poll, short idle spin, bs_thread_wait). Exactly qd IOs are kept in flight:
  *    each completion resubmits its slot. Random offsets come from splitmix64,
  *    uniform over the file in IO-size units; sequential cases walk the file
  *    and wrap. Buffers and bs_dev_io structs are allocated before timing.
@@ -28,6 +28,12 @@
  *    run time for both; fio keeps its default engine options (no fixed
  *    buffers, registered files, polling or SQPOLL): it is not handicapped.
  *  - Writes carry a non-zero pattern and no side flushes during timing.
+ *  - Buffers: ours come from bs_buf_alloc(), the library's IO buffer
+ *    allocator (huge-page backed, so a 1 MiB IO is one segment); fio's from
+ *    its default malloc, whose physical contiguity is luck (src/dev/buf.c).
+ *    This is the one difference, and it is a library feature: an application
+ *    gets it by allocating with bs_buf_alloc(). fio has no option for
+ *    transparent huge pages (mem=mmaphuge needs a hugetlbfs mount).
  *  - Ours and fio alternate --repeat times per case and each side keeps its
  *    best run, which damps noise from the (usually virtual) machine.
  */
@@ -52,6 +58,8 @@
 #include <blobstore/file_dev.h>
 #include <blobstore/log.h>
 #include <blobstore/thread.h>
+
+#include "bench_util.h"
 
 extern char **environ;
 
@@ -139,6 +147,7 @@ struct bench {
 	struct opts o;
 	char fio_path[PATH_MAX];
 	struct bs_thread *thread;
+	uint64_t idle_since;		/* see bu_thread_step() */
 	struct bs_dev *dev;
 	struct bs_io_channel *ch;
 	struct bs_dev_io flush_io;
@@ -338,10 +347,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 
 static void poll_once(struct bench *b)
 {
-	int rc = bs_thread_poll(b->thread, 0);
-
-	if (rc < 0)
-		die("bs_thread_poll: %s", strerror(-rc));
+	bu_thread_step(b->thread, &b->idle_since);
 }
 
 /* Run @fn(b) on our thread and poll until it (or its callback) sets step_done. */
@@ -604,7 +610,8 @@ static void alloc_buffers(struct bench *b)
 	size_t align = b->dev->buf_align > 4096 ? b->dev->buf_align : 4096;
 
 	b->slots = calloc(b->max_qd, sizeof(*b->slots));
-	if (!b->slots || posix_memalign((void **)&b->pool, align, b->pool_len))
+	b->pool = bs_buf_alloc(b->pool_len, align);
+	if (!b->slots || !b->pool)
 		die("out of memory for %zu bytes of IO buffers", b->pool_len);
 }
 
@@ -638,7 +645,7 @@ static void bench_close(struct bench *b)
 	if (bs_thread_destroy(b->thread))
 		die("bs_thread_destroy failed");
 	free(b->slots);
-	free(b->pool);
+	bs_buf_free(b->pool);
 }
 
 /* ------------------------------------------------------------------------

@@ -191,6 +191,21 @@ void bs_dev_copy(struct bs_io_channel *ch, struct bs_dev_io *io, uint64_t dst_lb
 /** True if the device implements the optional copy operation. */
 bool bs_dev_has_copy(const struct bs_dev *dev);
 
+/**
+ * Allocate @p len bytes of IO buffer, aligned to @p align (a power of two;
+ * 0 = 4096), suitable for any device (O_DIRECT included). Buffers of 2 MiB
+ * or more are 2 MiB aligned and asked to be backed by transparent huge pages
+ * (madvise MADV_HUGEPAGE), so a large IO spans few physical segments and the
+ * kernel need not split it; this is worth a large factor for 1 MiB IO on
+ * devices with a low segment limit (virtio-blk: 254). Any thread.
+ * @return the buffer, or NULL with errno ENOMEM or EINVAL (bad @p align,
+ *         @p len 0). Free with bs_buf_free().
+ */
+void *bs_buf_alloc(size_t len, size_t align);
+
+/** Free a buffer from bs_buf_alloc() (NULL is ignored). */
+void bs_buf_free(void *buf);
+
 /* ------------------------------------------------------------------------
  * For backends
  * ------------------------------------------------------------------------ */

@@ -87,6 +87,20 @@ int bs_thread_start(struct bs_thread *t);
 int bs_thread_poll(struct bs_thread *t, uint32_t max_msgs);
 
 /**
+ * Block the calling pthread until @p t may have work: a message arrives, a
+ * timed poller is due, a device signals (an io_uring channel wakes the
+ * thread on every completion), or @p max_ns pass (UINT64_MAX: no limit).
+ * Call it after a bs_thread_poll() that returned 0; it returns at once if
+ * work is queued, the thread holds (bs_thread_hold()) or is exiting. It runs
+ * nothing itself: poll again afterwards. An application loop polls while
+ * there is work and then waits; a started reactor does the same.
+ *
+ * @return 0, or -EBUSY if the thread is a started reactor or is being
+ *         polled by another pthread.
+ */
+int bs_thread_wait(struct bs_thread *t, uint64_t max_ns);
+
+/**
  * Ask @p t to exit. The thread keeps running messages, deferred work and
  * pollers until it holds no IO channels and has no pollers, no deferred work
  * and no pending messages; then it is exited and a reactor pthread returns.
@@ -134,6 +148,37 @@ void bs_thread_defer(struct bs_defer *node, bs_msg_fn fn, void *ctx);
  */
 void bs_thread_hold(void);
 void bs_thread_release(void);
+
+/**
+ * A thread's way to sleep, supplied by a device: block until the device has
+ * completions, the thread's wake-up eventfd (bs_thread_wakeup_fd()) becomes
+ * readable, or @p max_ns pass (UINT64_MAX: no limit); return 0 or -errno (the thread just polls
+ * again either way). An io_uring channel waits inside io_uring_enter() with
+ * a poll on the eventfd in its ring, which wakes faster than poll(2) on the
+ * eventfd would.
+ */
+typedef int (*bs_wait_fn)(void *arg, uint64_t max_ns);
+
+/**
+ * Make @p fn(@p arg) the current thread's way to sleep (instead of poll(2)
+ * on its wake-up eventfd). One per thread: the first device channel to ask
+ * gets it. Call on the thread; clear it before @p arg goes away.
+ * @return 0, or -EBUSY when the thread already has a waiter.
+ */
+int bs_thread_set_waiter(bs_wait_fn fn, void *arg);
+
+/** Drop the current thread's waiter if it is @p arg's. */
+void bs_thread_clear_waiter(void *arg);
+
+/**
+ * The current thread's wake-up eventfd, or -1 when not on a bs_thread. A
+ * device whose completions can signal an eventfd (io_uring_register_eventfd,
+ * for example) registers this fd instead of holding the thread: the thread
+ * then sleeps while the device works and wakes when it signals. The fd
+ * belongs to the thread: never read, write or close it. Valid until the
+ * thread is destroyed, so unregister it when the channel is destroyed.
+ */
+int bs_thread_wakeup_fd(void);
 
 /* ------------------------------------------------------------------------
  * Pollers

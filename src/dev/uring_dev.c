@@ -16,10 +16,19 @@
  *
  * Back-pressure: at most queue_depth IOs are in the ring (prepared or in
  * the kernel). Further IO, or IO that finds no free SQE, waits in a FIFO on
- * the channel (linked through io->next) and is never refused. While the
- * ring or the wait list is non-empty the channel holds its thread awake
- * (one bs_thread_hold() per channel, not per IO), since completions arrive
- * without any wake-up the reactor could sleep on.
+ * the channel (linked through io->next) and is never refused.
+ *
+ * Sleeping: an idle thread sleeps with IO in flight rather than spin on
+ * the ring (a spinning vCPU competes with the hypervisor's IO emulation and
+ * adds latency at low queue depth). The first channel on a thread becomes
+ * the thread's waiter (bs_thread_set_waiter): its ring keeps a multishot
+ * poll on the thread's wake-up eventfd, and the thread sleeps in
+ * io_uring_submit_and_wait_timeout() on that ring, which returns on a
+ * completion or on a message (senders signal the eventfd). A further
+ * channel on the same thread (rare: one thread serving two devices) holds
+ * the thread awake while it has IO (one bs_thread_hold() per channel, not
+ * per IO): signalling the eventfd from its ring would race with the
+ * waiter's last look at that ring, since the eventfd poll is edge-triggered.
  *
  * Short transfers are resumed from io->done: a single-buffer IO continues
  * in its buffer; a vectored one continues one iovec segment at a time
@@ -34,6 +43,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <string.h>
 
 #include "dev/file_dev_int.h"
@@ -53,6 +63,9 @@ struct uringdev_channel {
 	uint32_t inflight;		/* SQEs prepared and not yet reaped */
 	uint32_t depth;			/* limit on inflight */
 	bool held;			/* this channel holds its thread awake */
+	bool waiter;			/* the thread sleeps in this ring */
+	bool wake_armed;		/* the eventfd poll is in the ring */
+	uint8_t sq_age;			/* polls that left prepared SQEs unsubmitted */
 	bool submit_err_logged;
 };
 
@@ -117,6 +130,9 @@ out_exit_ring:
 static void uringdev_update_hold(struct uringdev_channel *ch)
 {
 	bool busy = ch->inflight != 0 || ch->wait_head != NULL;
+
+	if (ch->waiter)
+		busy = false;	/* the thread's sleep submits and waits in this ring */
 
 	if (busy == ch->held)
 		return;
@@ -305,13 +321,61 @@ static int uringdev_reap(struct uringdev_channel *ch)
 		for (i = 0; i < n; i++) {
 			ios[i] = io_uring_cqe_get_data(cqes[i]);
 			res[i] = cqes[i]->res;
+			if (ios[i] == NULL && !(cqes[i]->flags & IORING_CQE_F_MORE))
+				ch->wake_armed = false;	/* the poll ended: re-arm */
 		}
 		io_uring_cq_advance(&ch->ring, n);
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n; i++) {
+			if (ios[i] == NULL)
+				continue;	/* eventfd poll: a wake-up, not work */
 			uringdev_cpl(ch, ios[i], res[i]);
-		total += (int)n;
+			total++;
+		}
 	} while (n == URINGDEV_REAP_BATCH && (uint32_t)total < ch->depth);
 	return total;
+}
+
+/*
+ * Keep a multishot poll on the thread's wake-up eventfd in the waiter's
+ * ring (user_data NULL; every IO has a non-NULL one). It takes an SQE but
+ * no IO slot: the ring has one SQE more than the IO depth.
+ */
+static void uringdev_arm_wake(struct uringdev_channel *ch)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!ch->waiter || ch->wake_armed)
+		return;
+	sqe = io_uring_get_sqe(&ch->ring);
+	if (sqe == NULL)
+		return;		/* the next poll tries again */
+	io_uring_prep_poll_multishot(sqe, bs_thread_wakeup_fd(), POLLIN);
+	io_uring_sqe_set_data(sqe, NULL);
+	ch->wake_armed = true;
+}
+
+/*
+ * The thread's sleep (bs_wait_fn): submit, and wait for one CQE. Without a
+ * limit (UINT64_MAX) no timeout goes to the kernel: arming one costs a few
+ * percent of IOPS at queue depth 1.
+ */
+static int uringdev_wait(void *arg, uint64_t max_ns)
+{
+	struct uringdev_channel *ch = arg;
+	struct __kernel_timespec ts = {
+		.tv_sec = (long long)(max_ns / 1000000000ull),
+		.tv_nsec = (long long)(max_ns % 1000000000ull),
+	};
+	struct io_uring_cqe *cqe;
+	int rc;
+
+	uringdev_arm_wake(ch);
+	ch->sq_age = 0;
+	if (max_ns == UINT64_MAX)
+		rc = io_uring_submit_and_wait(&ch->ring, 1);
+	else
+		rc = io_uring_submit_and_wait_timeout(&ch->ring, &cqe, 1, &ts, NULL);
+	return rc == -ETIME || rc > 0 ? 0 : rc;
 }
 
 /* Move waiting IO into free ring slots, oldest first. */
@@ -351,6 +415,23 @@ static int uringdev_submit_batch(struct uringdev_channel *ch)
 	return 0;
 }
 
+/*
+ * Whether to submit now. A waiter's SQEs may wait two polls: if the thread
+ * goes idle meanwhile, its sleep submits them and waits in one system call
+ * (at queue depth 1 that halves the calls per IO); if it keeps running, the
+ * next poll but one submits them, a sub-microsecond delay.
+ */
+static bool uringdev_submit_due(struct uringdev_channel *ch)
+{
+	if (io_uring_sq_ready(&ch->ring) == 0)
+		return false;
+	if (!ch->waiter || ++ch->sq_age > 2) {
+		ch->sq_age = 0;
+		return true;
+	}
+	return false;
+}
+
 /* The channel's busy poller: reap, refill, submit. */
 static int uringdev_poll(void *arg)
 {
@@ -359,13 +440,16 @@ static int uringdev_poll(void *arg)
 
 	work = uringdev_reap(ch);
 	work += uringdev_start_waiting(ch);
-	work += uringdev_submit_batch(ch);
-	if (work == 0 && ch->inflight > 0) {
+	uringdev_arm_wake(ch);
+	if (uringdev_submit_due(ch))
+		work += uringdev_submit_batch(ch);
+	if (work == 0 && ch->inflight > 0 && !ch->waiter) {
 		/*
 		 * IO in flight and nothing reaped: enter the kernel once so it
 		 * runs pending completion work now, instead of when a signal-style
 		 * kick interrupts the spinning thread. At queue depth 1 this is
-		 * the difference between the two.
+		 * the difference between the two. (A waiter's thread soon sleeps
+		 * in io_uring_enter(), which runs that work: no extra call.)
 		 */
 		(void)io_uring_get_events(&ch->ring);
 		work = uringdev_reap(ch);
@@ -385,12 +469,13 @@ static int uringdev_channel_create(struct bs_dev *dev, void *ch_ctx)
 
 	ch->fdev = filedev_from_dev(dev);
 	ch->depth = ch->fdev->queue_depth;
-	rc = uringdev_ring_init(&ch->ring, ch->depth);
+	rc = uringdev_ring_init(&ch->ring, ch->depth + 1);	/* + the wake poll */
 	if (rc < 0) {
 		LOG_ERR("%s: cannot create io_uring of %u entries: %s", dev->name,
-			ch->depth, strerror(-rc));
+			ch->depth + 1, strerror(-rc));
 		return rc;
 	}
+	ch->waiter = bs_thread_set_waiter(uringdev_wait, ch) == 0;
 	ch->poller = bs_poller_register(uringdev_poll, ch, 0);
 	if (ch->poller == NULL) {
 		rc = -errno;
@@ -400,6 +485,8 @@ static int uringdev_channel_create(struct bs_dev *dev, void *ch_ctx)
 	return 0;
 
 out_exit_ring:
+	if (ch->waiter)
+		bs_thread_clear_waiter(ch);
 	io_uring_queue_exit(&ch->ring);
 	return rc;
 }
@@ -417,6 +504,8 @@ static void uringdev_channel_destroy(struct bs_dev *dev, void *ch_ctx)
 	if (NEVER(ch->inflight != 0 || ch->wait_head != NULL))
 		LOG_ERR("%s: channel destroyed with IO in flight", dev->name);
 	bs_poller_unregister(&ch->poller);
+	if (ch->waiter)
+		bs_thread_clear_waiter(ch);
 	io_uring_queue_exit(&ch->ring);
 	if (ch->held) {
 		ch->held = false;

@@ -84,6 +84,8 @@ struct bs_thread {
 	TAILQ_HEAD(, bs_io_channel) channels;
 	uint32_t nchannels;
 	int32_t holds;			/* bs_thread_hold() count */
+	bs_wait_fn wait_fn;		/* a device's sleep (bs_thread_set_waiter) */
+	void *wait_arg;
 
 	/* Reactor mode. */
 	bool started;

@@ -9,10 +9,13 @@
  * Then the exit condition is checked (see bs_thread_exit()).
  *
  * A reactor (bs_thread_start) spins while there is work or a hold, and after
- * a short idle spin sleeps on the thread's eventfd until a message arrives
- * or the next timed poller is due. Senders write the eventfd only when the
- * reactor has announced that it is going to sleep, so the message path makes
- * no system call while the reactor is busy.
+ * a short idle spin (RT_IDLE_SPIN_NS) sleeps on the thread's eventfd until a
+ * message arrives, the next timed poller is due, or a device signals the
+ * eventfd (an io_uring channel registers it, so completions wake the thread;
+ * see bs_thread_wakeup_fd()). Senders write the eventfd only when the thread
+ * has announced that it is going to sleep, so the message path makes no
+ * system call while the thread is busy. bs_thread_wait() offers the same
+ * sleep to an application that drives a thread from its own loop.
  */
 #include <errno.h>
 #include <poll.h>
@@ -28,8 +31,13 @@
 #include "util/log_int.h"
 
 #define RT_DEFAULT_MSG_BATCH 64
-#define RT_IDLE_SPINS 256
-#define RT_MAX_SLEEP_NS (100ull * 1000 * 1000)
+/*
+ * How long an idle reactor spins before it sleeps (BLOBSTORE_IDLE_SPIN_US).
+ * None by default: on the development VM any spin cost IOPS at low queue
+ * depth (a spinning vCPU delays the hypervisor's IO emulation), and a sleep
+ * in io_uring_enter() wakes within microseconds.
+ */
+#define RT_IDLE_SPIN_NS 0ull
 
 static __thread struct bs_thread *tls_current;
 
@@ -212,51 +220,144 @@ int bs_thread_poll(struct bs_thread *t, uint32_t max_msgs)
 	return work;
 }
 
-/*
- * Sleep until a message arrives or the next timed poller is due. The
- * `sleeping` flag is raised before the final emptiness check, and senders
- * read it after publishing their message, so either we see the message or
- * they see the flag and write the eventfd.
- */
-static void reactor_sleep(struct bs_thread *t)
+/* Discard the eventfd's count: every signal so far is about to be served. */
+static void thread_drain_wakeups(struct bs_thread *t)
 {
-	uint64_t now = rt_now_ns();
-	bool busy = false;
-	uint64_t wait_ns = rt_next_timer_ns(t, now, &busy);
-	struct pollfd pfd = { .fd = t->efd, .events = POLLIN };
-	struct timespec ts;
 	uint64_t drain;
 
-	if (wait_ns > RT_MAX_SLEEP_NS)
-		wait_ns = RT_MAX_SLEEP_NS;
-	atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst);
-	if (!rt_mpsc_maybe_nonempty(&t->msgs) && t->defer_head == NULL &&
-	    !atomic_load(&t->exit_requested) && wait_ns > 0) {
-		ts.tv_sec = (time_t)(wait_ns / 1000000000ull);
-		ts.tv_nsec = (long)(wait_ns % 1000000000ull);
-		(void)ppoll(&pfd, 1, &ts, NULL);
-	}
-	atomic_store_explicit(&t->sleeping, 0, memory_order_seq_cst);
 	while (read(t->efd, &drain, sizeof(drain)) > 0)
 		;
+}
+
+/* True when the thread must not sleep: work queued, a hold, or exiting. */
+static bool thread_has_pending(struct bs_thread *t)
+{
+	return rt_mpsc_maybe_nonempty(&t->msgs) || t->defer_head != NULL ||
+	       t->holds > 0 || atomic_load(&t->exit_requested);
+}
+
+/* Sleep on the eventfd itself (no device waiter): level-triggered poll(2). */
+static void thread_ppoll(struct bs_thread *t, uint64_t wait_ns)
+{
+	struct pollfd pfd = { .fd = t->efd, .events = POLLIN };
+	struct timespec ts = {
+		.tv_sec = (time_t)(wait_ns / 1000000000ull),
+		.tv_nsec = (long)(wait_ns % 1000000000ull),
+	};
+
+	(void)ppoll(&pfd, 1, wait_ns == UINT64_MAX ? NULL : &ts, NULL);
+	thread_drain_wakeups(t);
+}
+
+/*
+ * Sleep until there may be work: a message, a due timed poller, a device
+ * event, or @max_ns. The `sleeping` flag is raised before the last look at
+ * the queues, and senders read it after publishing their message (and then
+ * signal the eventfd), so a message is either seen here or wakes the sleep.
+ * A device waiter (bs_thread_set_waiter) wakes on its own completions and on
+ * every eventfd signal, so nothing else is needed. Without one, poll(2) on
+ * the eventfd is level-triggered and devices signal it on completion: the
+ * eventfd is drained after each sleep, so a signal is never left to cause a
+ * spurious wake-up, and one lost to the drain is found by the next poll.
+ */
+static void thread_sleep(struct bs_thread *t, uint64_t max_ns)
+{
+	bool busy = false;
+	uint64_t wait_ns;
+
+	atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst);
+	wait_ns = rt_next_timer_ns(t, rt_now_ns(), &busy);
+	if (wait_ns > max_ns)
+		wait_ns = max_ns;
+	if (wait_ns > 0 && !thread_has_pending(t) &&
+	    !atomic_load_explicit(&t->exited, memory_order_acquire)) {
+		if (t->wait_fn != NULL)
+			(void)t->wait_fn(t->wait_arg, wait_ns);
+		else
+			thread_ppoll(t, wait_ns);
+	}
+	atomic_store_explicit(&t->sleeping, 0, memory_order_seq_cst);
+}
+
+int bs_thread_wait(struct bs_thread *t, uint64_t max_ns)
+{
+	bool expected = false;
+
+	if (t->started)
+		return -EBUSY;
+	if (!atomic_compare_exchange_strong(&t->polling, &expected, true))
+		return -EBUSY;
+	thread_sleep(t, max_ns);
+	atomic_store_explicit(&t->polling, false, memory_order_release);
+	return 0;
+}
+
+int bs_thread_wakeup_fd(void)
+{
+	return tls_current != NULL ? tls_current->efd : -1;
+}
+
+int bs_thread_set_waiter(bs_wait_fn fn, void *arg)
+{
+	struct bs_thread *t = tls_current;
+
+	assert(t != NULL && fn != NULL);
+	if (t->wait_fn != NULL)
+		return -EBUSY;
+	t->wait_fn = fn;
+	t->wait_arg = arg;
+	return 0;
+}
+
+void bs_thread_clear_waiter(void *arg)
+{
+	struct bs_thread *t = tls_current;
+
+	assert(t != NULL);
+	if (t->wait_fn != NULL && t->wait_arg == arg) {
+		t->wait_fn = NULL;
+		t->wait_arg = NULL;
+	}
+}
+
+/* The idle spin, in ns: RT_IDLE_SPIN_NS unless BLOBSTORE_IDLE_SPIN_US says. */
+static uint64_t reactor_spin_ns(void)
+{
+	const char *env = getenv("BLOBSTORE_IDLE_SPIN_US");
+	char *end;
+	unsigned long long us;
+
+	if (env == NULL || *env == '\0')
+		return RT_IDLE_SPIN_NS;
+	errno = 0;
+	us = strtoull(env, &end, 10);
+	if (errno != 0 || *end != '\0' || us > 1000000ull) {
+		LOG_WARN("BLOBSTORE_IDLE_SPIN_US='%s' is not 0..1000000; using %llu",
+			 env, RT_IDLE_SPIN_NS / 1000);
+		return RT_IDLE_SPIN_NS;
+	}
+	return us * 1000ull;
 }
 
 static void *reactor_main(void *arg)
 {
 	struct bs_thread *t = arg;
-	unsigned idle = 0;
+	uint64_t spin_ns = reactor_spin_ns();
+	uint64_t idle_since = 0;
 
 	while (!atomic_load_explicit(&t->exited, memory_order_acquire)) {
 		int work = thread_poll_once(t, 0);
 
 		if (work > 0 || t->holds > 0) {
-			idle = 0;
+			idle_since = 0;
 			continue;
 		}
-		if (++idle < RT_IDLE_SPINS)
+		if (spin_ns > 0 && idle_since == 0)
+			idle_since = rt_now_ns();
+		if (spin_ns > 0 && rt_now_ns() - idle_since < spin_ns)
 			continue;
-		reactor_sleep(t);
-		idle = 0;
+		thread_sleep(t, UINT64_MAX);
+		idle_since = 0;
 	}
 	return NULL;
 }

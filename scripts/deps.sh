@@ -3,7 +3,9 @@
 # Idempotent: asks dpkg first and only calls apt-get for what is missing.
 set -eu
 
-PKGS="build-essential cmake pkg-config clang liburing-dev libisal-dev \
+# libclang-rt-14-dev: the ASan/UBSan runtimes and libFuzzer (only a
+# Recommends of clang, so it is named here for --no-install-recommends).
+PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev liburing-dev libisal-dev \
 libcmocka-dev libedit-dev fio util-linux python3"
 
 missing=""

@@ -251,8 +251,13 @@ static int blob_alloc_range(struct bs_blob *blob, uint64_t from, uint64_t to, st
 
 static int create_apply_opts(struct bs_blob *blob, const struct bs_blob_opts *o)
 {
-	int rc = blob_map_init(&blob->map, o->num_clusters);
+	int rc;
 
+	if (o->num_clusters > store_max_blob_clusters(blob->bs)) {
+		LOG_ERR("create: %" PRIu64 " clusters is more than a blob may have", o->num_clusters);
+		return -EINVAL;
+	}
+	rc = blob_map_init(&blob->map, o->num_clusters);
 	if (rc != 0)
 		return rc == -EFBIG ? -EINVAL : rc;
 	rc = blob_alloc_dirty_resize(blob);
@@ -1084,8 +1089,12 @@ void bs_blob_resize(struct bs_blob *blob, uint64_t num_clusters, bs_cpl_fn cb_fn
 
 	if (rc == 0 && (blob->data_ro || blob->md_ro))
 		rc = -EPERM;
-	if (rc == 0 && blob_map_depth_for(num_clusters) < 0)
+	if (rc == 0 && (blob_map_depth_for(num_clusters) < 0 ||
+			num_clusters > store_max_blob_clusters(blob->bs))) {
+		LOG_ERR("resize: blob 0x%" PRIx64 ": %" PRIu64 " clusters is more than a blob may have",
+			blob->id, num_clusters);
 		rc = -EINVAL;
+	}
 	if (rc == 0 && (blob->syncing || atomic_load(&blob->frozen))) {
 		/* A commit in flight holds a plan built for the current size. */
 		LOG_ERR("resize: blob 0x%" PRIx64 ": a sync or resize is in progress", blob->id);

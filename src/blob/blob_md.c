@@ -36,13 +36,14 @@ static void root_expect(const struct bs_store *bs, uint32_t slot, int page, stru
 	e->level = (uint16_t)page;
 }
 
-/* True if @r is a valid root page @page of @slot (D1). */
+/* True if @r is a valid root page @page of @slot (D1), and the blob id it
+ * names lives in that slot (the id sizes nothing, but indexes slot tables). */
 bool blob_root_valid(const struct bs_store *bs, uint32_t slot, int page, const struct md_root *r)
 {
 	struct md_expect e;
 
 	root_expect(bs, slot, page, &e);
-	return md_page_check(r, &e, NULL) == 0;
+	return md_page_check(r, &e, NULL) == 0 && BLOB_ID_SLOT(r->hdr.blob_id) == slot;
 }
 
 /*
@@ -58,11 +59,8 @@ int blob_root_pick(const struct bs_store *bs, uint32_t slot, const struct md_roo
 	int valid = 0, best = -1, written = 0;
 
 	for (int p = 0; p < 2; p++) {
-		struct md_expect e;
-
-		root_expect(bs, slot, p, &e);
 		written += pages[p].hdr.magic == MD_MAGIC;
-		if (md_page_check(&pages[p], &e, NULL) != 0)
+		if (!blob_root_valid(bs, slot, p, &pages[p]))
 			continue;
 		valid |= 1 << p;
 		if (best < 0 || pages[p].hdr.gen > pages[best].hdr.gen)
@@ -85,19 +83,30 @@ int blob_root_pick(const struct bs_store *bs, uint32_t slot, const struct md_roo
 	return best;
 }
 
-/* Adopt the fields of a validated root (forward-compatible flags). */
+/* Sizes and counts of a root that the tree load allocates by. */
+static bool root_shape_ok(const struct bs_store *bs, const struct md_root *r)
+{
+	return r->num_clusters <= store_max_blob_clusters(bs) &&
+	       r->map_depth <= MD_MAX_MAP_DEPTH &&
+	       blob_map_depth_for(r->num_clusters) == r->map_depth &&
+	       r->xattr_npages <= MD_ROOT_XATTR_REFS && r->xattr_len <= MD_XATTR_MAX_STREAM &&
+	       (r->xattr_npages != 0 || r->xattr_len <= MD_ROOT_INLINE_XATTR) &&
+	       (r->xattr_npages == 0 || r->xattr_len <= r->xattr_npages * MD_PAYLOAD);
+}
+
+/*
+ * Adopt the fields of a validated root (forward-compatible flags). The
+ * shape is checked first: -EOPNOTSUPP (unknown invalid flag) still fills
+ * the blob, because check and recovery go on to load its tree to account
+ * for its space, and must do so within the same bounds.
+ */
 int blob_apply_root(struct bs_blob *blob, const struct md_root *r)
 {
-	if (r->invalid_flags & ~BLOB_INVALID_KNOWN) {
-		LOG_ERR("blob 0x%" PRIx64 ": unknown invalid flags 0x%" PRIx64 ": refusing to open",
-			blob->id, r->invalid_flags);
-		return -EOPNOTSUPP;
-	}
-	if (r->map_depth > MD_MAX_MAP_DEPTH || blob_map_depth_for(r->num_clusters) != r->map_depth ||
-	    r->xattr_npages > MD_ROOT_XATTR_REFS || r->xattr_len > MD_XATTR_MAX_STREAM ||
-	    (r->xattr_npages == 0 && r->xattr_len > MD_ROOT_INLINE_XATTR) ||
-	    (r->xattr_npages != 0 && r->xattr_len > r->xattr_npages * MD_PAYLOAD))
+	if (!root_shape_ok(blob->bs, r)) {
+		LOG_ERR("blob 0x%" PRIx64 ": root sizes out of range (%" PRIu64 " clusters, depth %u, "
+			"%u xattr pages)", blob->id, r->num_clusters, r->map_depth, r->xattr_npages);
 		return -EILSEQ;
+	}
 	blob->invalid_flags = r->invalid_flags;
 	blob->data_ro_flags = r->data_ro_flags;
 	blob->md_ro_flags = r->md_ro_flags;
@@ -112,6 +121,11 @@ int blob_apply_root(struct bs_blob *blob, const struct md_root *r)
 	blob->xattr_npages = r->xattr_npages;
 	memcpy(blob->xattr_refs, r->xattr_refs, sizeof(blob->xattr_refs));
 	blob->root_gen = r->hdr.gen;
+	if (r->invalid_flags & ~BLOB_INVALID_KNOWN) {
+		LOG_ERR("blob 0x%" PRIx64 ": unknown invalid flags 0x%" PRIx64 ": refusing to open",
+			blob->id, r->invalid_flags);
+		return -EOPNOTSUPP;
+	}
 	return 0;
 }
 
@@ -184,6 +198,17 @@ static void tree_level_cpl(void *cb_arg, int err)
 	tree_load_level(tl);
 }
 
+/*
+ * Where to read the pool page a disk reference names. An index past the
+ * pool reads pool page 0 instead (never past the device, never a data
+ * cluster that could hold a forged page): its header then fails the
+ * reference's page number check (D1).
+ */
+static uint64_t tree_pool_page(const struct bs_store *bs, uint32_t idx)
+{
+	return bs->pool_start + (idx < bs->pool_pages ? idx : 0);
+}
+
 /* Read every page of the current level in one batch (deep queue). */
 static void tree_load_level(struct tree_load *tl)
 {
@@ -210,7 +235,7 @@ static void tree_load_level(struct tree_load *tl)
 	}
 	for (uint32_t i = 0; i < tl->n; i++)
 		md_batch_read(b, tl->pages + (uint64_t)i * MD_PAGE_SIZE,
-			      tl->bs->pool_start + tl->idx[i], 1);
+			      tree_pool_page(tl->bs, tl->idx[i]), 1);
 	md_batch_close(b);
 }
 
@@ -307,10 +332,8 @@ void blob_tree_load(struct bs_store *bs, struct bs_blob *blob, const struct md_r
 		return;
 	}
 	for (uint32_t i = 0; i < root->xattr_npages; i++) {
-		uint32_t idx = root->xattr_refs[i].pool_idx;
-
 		md_batch_read(b, tl->pages + (uint64_t)i * MD_PAGE_SIZE,
-			      bs->pool_start + (idx < bs->pool_pages ? idx : 0), 1);
+			      tree_pool_page(bs, root->xattr_refs[i].pool_idx), 1);
 	}
 	md_batch_close(b);
 }

@@ -159,6 +159,20 @@ static void check_tree_cpl(void *cb_arg, int err)
 	check_next_slot(ck);
 }
 
+/*
+ * A slot recovery quarantined (e.g. its blob claims a cluster another blob
+ * owns) is a corrupt blob that owns nothing, like a tree that does not
+ * validate, even if its pages on their own do.
+ */
+static bool check_quarantined(struct check *ck, uint32_t slot, bs_blob_id id)
+{
+	if (!bitarray_get(&ck->bs->slots_corrupt, slot))
+		return false;
+	ck->r->corrupt_blobs++;
+	check_msg(ck, id, "slot %u: blob quarantined as corrupt by recovery", slot);
+	return true;
+}
+
 /* Check one slot whose two root pages are in the current window. */
 static void check_slot(struct check *ck)
 {
@@ -180,6 +194,11 @@ static void check_slot(struct check *ck)
 		return;
 	}
 	bitarray_set(&ck->slots, slot);
+	if (check_quarantined(ck, slot, pages[pick].hdr.blob_id)) {
+		ck->slot++;
+		check_next_slot(ck);
+		return;
+	}
 	if (BLOB_ID_INCARNATION(pages[pick].hdr.blob_id) != bs->slot_inc[slot])
 		check_msg(ck, pages[pick].hdr.blob_id, "slot %u: incarnation %u, expected %u",
 			  slot, BLOB_ID_INCARNATION(pages[pick].hdr.blob_id), bs->slot_inc[slot]);

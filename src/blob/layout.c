@@ -103,7 +103,9 @@ int layout_compute(struct bs_store *bs, const struct bs_dev *dev, const struct b
 	return 0;
 }
 
-void layout_from_super(struct bs_store *bs, const struct md_super *sb)
+/* Adopt a checked super block's geometry. -EILSEQ if its mask region is
+ * not the size this geometry needs (unload would write past it). */
+int layout_from_super(struct bs_store *bs, const struct md_super *sb)
 {
 	bs->block_len = sb->block_len;
 	bs->blocks_per_page = MD_PAGE_SIZE / sb->block_len;
@@ -125,6 +127,17 @@ void layout_from_super(struct bs_store *bs, const struct md_super *sb)
 	bs->features_ro_compat = sb->features_ro_compat;
 	bs->features_compat = sb->features_compat;
 	bs->super_blob = sb->super_blob;
+	if (bs->mask_pages != sb->mask_pages) {
+		LOG_ERR("load: super block says %" PRIu64 " mask pages, the geometry needs %" PRIu64,
+			sb->mask_pages, bs->mask_pages);
+		return -EILSEQ;
+	}
+	return 0;
+}
+
+uint64_t store_max_blob_clusters(const struct bs_store *bs)
+{
+	return bs->total_clusters * bs->cluster_size / sizeof(uint32_t);
 }
 
 int store_alloc_masks(struct bs_store *bs)

@@ -280,6 +280,7 @@ static void load_recover(struct store_op *op)
 	bitarray_clear_all(&bs->slots_hidden);
 	memset(bs->slot_inc, 0, bs->max_blobs * sizeof(uint32_t));
 	memset(bs->slot_parent, 0, bs->max_blobs * sizeof(uint64_t));
+	bs->masks_rebuilt = true; /* unload writes them even if nothing else changes */
 	store_recover(bs, load_recover_cpl, op);
 }
 
@@ -335,7 +336,9 @@ static void load_super_cpl(void *cb_arg, int err)
 	if (err == 0)
 		err = super_check_device(&sb, bs->dev, &op->opts);
 	if (err == 0)
-		err = store_alloc_masks((layout_from_super(bs, &sb), bs));
+		err = layout_from_super(bs, &sb);
+	if (err == 0)
+		err = store_alloc_masks(bs);
 	if (err != 0) {
 		store_op_done(op, err);
 		return;
@@ -473,6 +476,19 @@ static void destroy_super_cpl(void *cb_arg, int err)
 	unload_finish(cb_arg, err);
 }
 
+/* Clean and unchanged metadata: only flush the device's write cache. */
+static void unload_flush_only(struct store_op *op)
+{
+	struct md_batch *b = md_batch_new(op->bs, unload_super_cpl, op);
+
+	if (b == NULL) {
+		unload_finish(op, -ENOMEM);
+		return;
+	}
+	md_batch_flush(b);
+	md_batch_close(b);
+}
+
 static void unload_start(struct bs_store *bs, bool destroy, bs_cpl_fn cb_fn, void *cb_arg)
 {
 	struct store_op *op;
@@ -518,13 +534,26 @@ static void unload_start(struct bs_store *bs, bool destroy, bs_cpl_fn cb_fn, voi
 		store_defer_cpl(unload_super_cpl, op, bs->error);
 		return;
 	}
-	if (bs->clean_on_disk && !bs->marking_dirty) {
+	if (bitarray_count_set(&bs->slots_corrupt) != 0) {
+		/*
+		 * Quarantined blobs (recovery found them corrupt) are known only
+		 * in memory; the masks cannot say so. Leave the store dirty so
+		 * the next load recovers and quarantines them again.
+		 */
+		LOG_NOTICE("unload: %s: corrupt blobs: left for recovery", bs->dev->name);
+		store_mark_dirty(bs, unload_super_cpl, op);
+		return;
+	}
+	if (bs->clean_on_disk && !bs->marking_dirty && !bs->masks_rebuilt) {
 		/*
 		 * Nothing was written since a clean load (every metadata write
 		 * marks the super dirty first, D7): the masks on disk are right.
-		 * Unloading a store that was only read writes nothing.
+		 * Unloading a store that was only read writes nothing. After a
+		 * forced recovery of a clean store they may not be: write them.
+		 * Data writes since the load still need a device flush (D9):
+		 * unload promises that everything completed before it is durable.
 		 */
-		store_defer_cpl(unload_super_cpl, op, 0);
+		unload_flush_only(op);
 		return;
 	}
 	store_mark_dirty(bs, unload_write_masks, op); /* masks after any pending dirty mark */

@@ -127,6 +127,7 @@ struct bs_store {
 	uint64_t super_seq;		/* sequence of the newest super copy */
 	int super_copy;			/* which copy (0/1) holds it */
 	bool clean_on_disk;		/* the super on disk says clean (D7) */
+	bool masks_rebuilt;		/* recovery ran: the masks on disk may be wrong */
 	bool marking_dirty;
 	struct blob_sync_waiters dirty_waiters;
 	bs_blob_id super_blob;
@@ -160,7 +161,9 @@ struct bs_store {
 
 /* ---- layout.c ---- */
 int layout_compute(struct bs_store *bs, const struct bs_dev *dev, const struct bs_opts *opts);
-void layout_from_super(struct bs_store *bs, const struct md_super *sb);
+int layout_from_super(struct bs_store *bs, const struct md_super *sb);
+/** Largest blob (clusters): its in-memory cluster map stays within the store's size. */
+uint64_t store_max_blob_clusters(const struct bs_store *bs);
 uint64_t page_to_lba(const struct bs_store *bs, uint64_t page_no);
 int store_alloc_masks(struct bs_store *bs);
 void store_free(struct bs_store *bs);

@@ -101,6 +101,36 @@ int super_pick(struct bs_store *bs, const uint8_t *pages, struct md_super *out)
 	return 0;
 }
 
+/* a + b <= limit, without wrapping (every field is disk data). */
+static bool fits(uint64_t a, uint64_t b, uint64_t limit)
+{
+	uint64_t sum;
+
+	return !__builtin_add_overflow(a, b, &sum) && sum <= limit;
+}
+
+/*
+ * The regions lie in order inside the metadata clusters: super copies,
+ * masks, root slots (2 pages each), pool. No sum or product may wrap, or a
+ * huge field would pass and size the in-memory masks.
+ */
+static bool super_geometry_ok(const struct md_super *sb)
+{
+	uint64_t md_pages, root_pages;
+
+	if (!BS_IS_POW2(sb->cluster_size) || sb->cluster_size < MD_PAGE_SIZE ||
+	    sb->total_clusters == 0 || sb->total_clusters > UINT32_MAX ||
+	    sb->md_clusters >= sb->total_clusters || sb->mask_start < 2 ||
+	    sb->max_blobs > (1ull << 31) || sb->pool_pages > UINT32_MAX)
+		return false;
+	md_pages = sb->md_clusters * (sb->cluster_size / MD_PAGE_SIZE); /* < 2^32 * 2^19 */
+	if (__builtin_mul_overflow(sb->max_blobs, 2, &root_pages))
+		return false;
+	return fits(sb->mask_start, sb->mask_pages, sb->root_start) &&
+	       fits(sb->root_start, root_pages, sb->pool_start) &&
+	       fits(sb->pool_start, sb->pool_pages, md_pages);
+}
+
 /* Geometry and compatibility checks of a picked super block. */
 int super_check_device(const struct md_super *sb, const struct bs_dev *dev,
 		       const struct bs_opts *opts)
@@ -121,11 +151,7 @@ int super_check_device(const struct md_super *sb, const struct bs_dev *dev,
 			sb->block_len, dev->block_len);
 		return -EINVAL;
 	}
-	if (!BS_IS_POW2(sb->cluster_size) || sb->cluster_size < MD_PAGE_SIZE ||
-	    sb->total_clusters == 0 || sb->md_clusters >= sb->total_clusters ||
-	    sb->pool_start + sb->pool_pages > sb->md_clusters * (sb->cluster_size / MD_PAGE_SIZE) ||
-	    sb->root_start + 2 * sb->max_blobs > sb->pool_start || sb->mask_start < 2 ||
-	    sb->mask_start + sb->mask_pages > sb->root_start || sb->total_clusters > UINT32_MAX) {
+	if (!super_geometry_ok(sb)) {
 		LOG_ERR("load: super block geometry is inconsistent");
 		return -EILSEQ;
 	}

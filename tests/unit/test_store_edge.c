@@ -1237,6 +1237,171 @@ static void test_super_wrong_device(void **state)
 	load_and_verify(e, id);
 }
 
+/* ------------------------------- loader fuzzing regressions (issue #6) */
+
+static void sb_max_blobs_wraps(struct md_super *sb)
+{
+	sb->max_blobs = 1ull << 63; /* root_start + 2 * max_blobs wraps to root_start */
+}
+
+static void sb_pool_pages_wraps(struct md_super *sb)
+{
+	sb->pool_pages = ~0ull - sb->pool_start + 1; /* pool_start + pool_pages wraps to 0 */
+}
+
+static void sb_mask_pages_short(struct md_super *sb)
+{
+	sb->mask_pages = 1; /* the geometry needs more: unload would overwrite roots */
+}
+
+/*
+ * Super blocks whose geometry fields are huge enough to wrap the region
+ * sums, or whose mask region disagrees with the geometry, are rejected
+ * with -EILSEQ and a log line (tests/fuzz/corpus/regress-super-*): before,
+ * the first sized a huge calloc, the second overran the pool bitmap, the
+ * third loaded and unload wrote masks over root slots.
+ */
+static void test_fuzz_super_geometry(void **state)
+{
+	static const super_patch_fn patches[] = {
+		sb_max_blobs_wraps, sb_pool_pages_wraps, sb_mask_pages_short,
+	};
+	struct store_env *e = *state;
+	uint8_t *supers = env_buf(2 * MD_PAGE_SIZE);
+	bs_blob_id id = make_unloaded_store(e, supers);
+
+	for (size_t i = 0; i < sizeof(patches) / sizeof(patches[0]); i++) {
+		patch_supers(e, patches[i]);
+		assert_load_fails(e, -EILSEQ);
+		restore_supers(e, supers);
+	}
+	free(supers);
+	load_and_verify(e, id);
+}
+
+/*
+ * A root claiming a huge thin blob (2^40 clusters, depth 4) is corrupt, not
+ * a 4 TiB allocation (tests/fuzz/corpus/regress-root-num-clusters); the
+ * API refuses to create or grow a blob past the same limit.
+ */
+static void test_fuzz_huge_num_clusters(void **state)
+{
+	struct store_env *e = *state;
+	uint64_t max = e->dev_bytes / e->cluster_size * e->cluster_size / 4;
+	struct md_root *r = env_buf(MD_PAGE_SIZE);
+	bs_blob_id id, thin;
+	struct bs_blob *b;
+	uint64_t page;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, max + 1, true, &thin), -EINVAL);
+	assert_int_equal(env_create(e, 1, true, &id), 0);
+	b = open_ok(e, id);
+	assert_int_equal(env_resize(e, b, max + 1), -EINVAL);
+	assert_int_equal(env_resize(e, b, max), 0);
+	assert_int_equal(env_close(e, b), 0);
+	page = root_page_of(e, id, r);
+	r->num_clusters = 1ull << 40;
+	r->map_depth = 4;
+	md_page_seal(r);
+	assert_int_equal(env_dev_write_page(e, page, r), 0);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(env_open(e, id, &b), -EILSEQ);
+	free(r);
+}
+
+/*
+ * Forced recovery of a clean store whose masks lie (a free cluster marked
+ * used): recovery rebuilds them, and unload must write them even though
+ * nothing else changed, or the next clean load brings the lie back
+ * (tests/fuzz/corpus/regress-forced-recovery-stale-masks).
+ */
+static void test_fuzz_forced_recovery_masks(void **state)
+{
+	struct store_env *e = *state;
+	struct md_mask_page *m = env_buf(MD_PAGE_SIZE);
+	bs_blob_id id = make_unloaded_store(e, NULL);
+	uint64_t last = e->dev_bytes / e->cluster_size - 1;
+	struct bs_opts o;
+
+	env_dev_read_page(e, 2, m); /* mask_start: the used-clusters bitmap first */
+	assert_int_equal(m->hdr.level, MD_MASK_CLUSTERS);
+	m->bits[last / 8] |= (uint8_t)(1u << (last % 8));
+	md_page_seal(m);
+	assert_int_equal(env_dev_write_page(e, 2, m), 0);
+	free(m);
+	bs_opts_init(&o, sizeof(o));
+	o.cluster_size = e->cluster_size;
+	o.force_recover = true;
+	assert_int_equal(env_load(e, &o), 0);
+	assert_consistent(e);
+	assert_int_equal(env_unload(e), 0);
+	load_and_verify(e, id);
+}
+
+/*
+ * A valid root page whose blob id names another slot (past max_blobs) is
+ * not a valid root of its slot: recovery indexed its slot tables by that
+ * id (tests/fuzz/corpus/regress-root-blob-id-other-slot, a heap overflow).
+ */
+static void test_fuzz_root_id_other_slot(void **state)
+{
+	struct store_env *e = *state;
+	struct md_root *r = env_buf(MD_PAGE_SIZE);
+	bs_blob_id id, other;
+	struct bs_blob *b;
+	struct bs_opts o;
+	uint64_t page;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 0, false, &id), 0); /* no tree to fail the load */
+	page = root_page_of(e, id, r);
+	other = BLOB_ID(BLOB_ID_INCARNATION(id), bs_get_max_blobs(e->bs) + 1000);
+	r->hdr.blob_id = other;
+	md_page_seal(r);
+	assert_int_equal(env_dev_write_page(e, page, r), 0);
+	free(r);
+	env_crash(e, BS_CUT_KEEP_ALL, 0);
+	bs_opts_init(&o, sizeof(o));
+	o.cluster_size = e->cluster_size;
+	o.force_recover = true;
+	assert_int_equal(env_load(e, &o), 0);
+	for (bs_blob_id it = bs_iter_first(e->bs); it != BS_BLOB_ID_INVALID;
+	     it = bs_iter_next(e->bs, it))
+		assert_true(BLOB_ID_SLOT(it) < bs_get_max_blobs(e->bs));
+	assert_int_not_equal(env_open(e, other, &b), 0);
+}
+
+/*
+ * A map reference past the pool: the tree load read that page anyway, past
+ * the end of the device (-ERANGE failed check and recovery as a device
+ * error) or from a data cluster that may hold a forged page. Now it is
+ * corrupt metadata (tests/fuzz/corpus/regress-map-ref-past-pool).
+ */
+static void test_fuzz_map_ref_past_pool(void **state)
+{
+	struct store_env *e = *state;
+	struct md_root *r = env_buf(MD_PAGE_SIZE);
+	struct bs_check_report rep;
+	struct bs_blob *b;
+	bs_blob_id id;
+	uint64_t page;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 1, false, &id), 0);
+	page = root_page_of(e, id, r);
+	r->map_refs[0].pool_idx = 0x7fffffff;
+	md_page_seal(r);
+	assert_int_equal(env_dev_write_page(e, page, r), 0);
+	free(r);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(env_open(e, id, &b), -EILSEQ);
+	assert_int_equal(env_check(e, &rep), 0);
+	assert_int_equal(rep.corrupt_blobs, 1);
+}
+
 /* ------------------------------------------------ 4. corrupt isolation */
 
 #define NVICTIMS 4
@@ -2139,6 +2304,11 @@ int main(void)
 		PARAM_TESTS(test_super_one_copy_bad),
 		PARAM_TESTS(test_super_not_a_store),
 		PARAM_TESTS(test_super_wrong_device),
+		PARAM_TESTS(test_fuzz_super_geometry),
+		PARAM_TESTS(test_fuzz_huge_num_clusters),
+		PARAM_TESTS(test_fuzz_forced_recovery_masks),
+		PARAM_TESTS(test_fuzz_root_id_other_slot),
+		PARAM_TESTS(test_fuzz_map_ref_past_pool),
 		PARAM_TESTS(test_corrupt_extent_isolated),
 		PARAM_TESTS(test_corrupt_extent_falls_back),
 		PARAM_TESTS(test_corrupt_root_isolated),

@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CTEST_ARGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build build-asan test test-normal test-asan demo bench clean install
+.PHONY: all deps build build-asan test test-normal test-asan demo bench clean install crash-nightly fuzz
 
 all: build
 
@@ -50,3 +50,23 @@ clean:
 PREFIX ?= /usr/local
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+
+# Loader fuzzer (docs/reliability.md "Loader fuzzing"): fuzz_bs_load of the
+# clang ASan build (its fuzzer build) for FUZZ_SECONDS on one core. The
+# corpus grows in $(FUZZ_WORK)/corpus, seeded from tests/fuzz/corpus (never
+# written); crashes land in $(FUZZ_WORK)/artifacts/.
+FUZZ_WORK    ?= $(ASAN_BUILD)/fuzz
+FUZZ_SECONDS ?= 3600
+FUZZ_FLAGS   ?= -timeout=5 -rss_limit_mb=512 -malloc_limit_mb=64 -max_len=2048
+fuzz: build-asan
+	mkdir -p $(FUZZ_WORK)/corpus $(FUZZ_WORK)/artifacts
+	cp -n tests/fuzz/corpus/* $(FUZZ_WORK)/corpus/
+	$(ASAN_BUILD)/bin/fuzz_bs_load $(FUZZ_FLAGS) -dict=tests/fuzz/fuzz_bs_load.dict \
+		-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		-artifact_prefix=$(FUZZ_WORK)/artifacts/ $(FUZZ_WORK)/corpus
+
+# Crash-state harness at nightly size (docs/reliability.md "Crash-state
+# harness"): every workload under FIFO, LIFO and 16 RANDOM orders, 2000 W2
+# seeds, sharded over all cores.
+crash-nightly: build
+	$(BUILD)/bin/crashtest --nightly --jobs $(JOBS)

@@ -45,10 +45,11 @@ enum { OPF_PERSIST = 1, OPF_DATA = 2 };
 
 struct mop {
 	const char *name;
-	uint64_t call, done;	/* event clock */
+	uint64_t call, done;	/* event clock; done UINT64_MAX: outcome open */
 	int rc;
 	uint32_t flags;
 	uint32_t affects;	/* model blob bitmask */
+	uint32_t group;		/* blobs that change together or not at all (I8/I9) */
 	struct mst post[MAXB];
 };
 
@@ -72,6 +73,7 @@ struct model {
 	struct mwrite w[MAXW];
 	int nw;
 	uint64_t gen;
+	uint64_t pool_lo, pool_hi;	/* md page pool, 4 KiB pages (strategy S) */
 };
 
 /** The store and the thread a workload or a check runs on. */
@@ -82,6 +84,9 @@ struct run {
 	struct bs_io_channel *ch;
 	struct model *m;
 	bool failed;		/* an op of the workload itself failed */
+	bool allow_enospc;	/* nearly-full image: -ENOSPC is a valid result */
+	bool allow_eio;		/* injected errors: -EIO leaves the op's outcome open */
+	int last_err;		/* result of the last create/derive */
 	char why[160];
 };
 
@@ -105,6 +110,7 @@ int m_add(struct model *m, bs_blob_id id);
 void m_observe(struct run *x, struct bs_blob *h, struct mst *out);
 int m_begin(struct run *x, const char *name);
 void m_end(struct run *x, int op, int rc, uint32_t flags, uint32_t affects);
+void m_set_group(struct run *x, int op, uint32_t group);
 uint32_t m_alive_mask(const struct model *m);
 void m_hist_copy(struct model *m, int dst, int src);
 
@@ -114,9 +120,12 @@ void tag_fill(uint8_t *buf, uint64_t nsect, bs_blob_id id, uint64_t sect, uint64
 int tag_parse(const uint8_t *sector, bs_blob_id *id, uint64_t *sect, uint64_t *gen);
 
 /* work.c: workloads */
-#define MAXSTEPS 8
+enum { IMG_EMPTY, IMG_MIN, IMG_POP, IMG_FULL, IMG_FULL0, IMG_COUNT };
+#define W2_CI_SEEDS 200
+#define W2_STEPS 8
+#define MAXSTEPS 16
 struct workload {
-	char name[256];
+	char name[512];
 	int start;			/* start image */
 	int nsteps;
 	int step[MAXSTEPS];		/* op codes */
@@ -124,17 +133,28 @@ struct workload {
 	bool random;			/* W2 */
 	uint64_t seed;
 	int order;			/* enum rdev_order during recording */
+	int w3;				/* W3 scenario + 1, 0 if none */
 };
 int work_list(struct workload **out, bool nightly);
 int work_parse(const char *name, struct workload *w);
+/** Record @p w again under another completion order (renames it). */
+void work_reorder(struct workload *w, int order, uint64_t seed);
 /** Build the start image, record the workload; x->r holds the log after. */
 int work_record(const struct workload *w, struct run *x, uint8_t **base);
+
+/* w3.c: named regression scenarios */
+#define W3_MAX 16
+int w3_count(void);
+const char *w3_name(int i);
+int w3_start(int i);
+int w3_run(int i, struct run *x);
 
 /* oracle.c */
 struct ocheck {
 	uint64_t cut;
 	bool beyond;			/* A=512: safety subset only */
 	bool sample;			/* run I13/I14 too */
+	bool stale;			/* strategy S: a stale md page placed */
 	char fail[200];			/* first violated invariant */
 	bool avail_loss;
 };
@@ -142,13 +162,14 @@ struct ocheck {
 int oracle_check(struct run *x, const struct model *m, struct ocheck *o);
 
 /* gen.c */
-enum strat { ST_P, ST_N, ST_D1, ST_K1, ST_X, ST_T4K, ST_T512, ST_R, ST_COUNT };
+enum strat { ST_P, ST_N, ST_D1, ST_K1, ST_X, ST_T4K, ST_T512, ST_R, ST_S, ST_COUNT };
 extern const char *const strat_name[ST_COUNT];
 struct figures {
 	uint64_t gen[ST_COUNT], distinct[ST_COUNT], failing[ST_COUNT];
 	uint64_t avail_loss;
 	uint64_t cuts, workloads, max_v, lints, workload_errors;
 	uint64_t states_sampled;
+	uint64_t w3_distinct[16], w3_failing[16];	/* per W3 scenario */
 };
 struct repro {
 	bool on;

@@ -19,12 +19,15 @@
 #include "crash.h"
 #include "util/assert_int.h"
 
-const char *const strat_name[ST_COUNT] = { "P", "N", "D1", "K1", "X", "T4096", "T512", "R" };
+const char *const strat_name[ST_COUNT] = { "P", "N", "D1", "K1", "X", "T4096", "T512", "R",
+					     "S" };
 
 #define NONE UINT64_MAX
 #define XMAX 10
 #define RCOUNT 16
 #define SAMPLE_EVERY 50
+#define SMAX 6		/* stale pool pages tried per cut */
+#define BASE_VER (NONE - 1)	/* stale version: the start image's page */
 
 struct gw {
 	uint64_t issue, cpl, dur;
@@ -55,6 +58,8 @@ struct gen {
 	struct figures *f;
 	const struct repro *rp;
 	uint64_t sidx[ST_COUNT];
+	const uint8_t *base;
+	uint64_t stale_w, stale_page;	/* strategy S: version put back, NONE if none */
 };
 
 static uint64_t rnd(uint64_t *s)
@@ -92,7 +97,7 @@ static void parse_log(struct gen *g, const struct rdev *r, uint64_t n)
 		const struct rdev_event *e = &ev[i];
 		bool wr = e->kind == RK_WRITE || e->kind == RK_UNMAP || e->kind == RK_ZEROES;
 
-		if (wr && e->phase == RP_ISSUE && e->nblocks > 0) {
+		if (wr && e->phase == RP_ISSUE && e->nblocks > 0 && e->status == 0) {
 			g->ws[g->nws++] = (struct gw){ i, NONE, NONE, e->lba, e->nblocks,
 						       e->io_id, rdev_payload(r, e) };
 		} else if (wr && e->phase == RP_COMPLETE) {
@@ -190,6 +195,8 @@ static uint64_t state_hash(const struct gen *g, uint32_t upb)
 	h = (h ^ durable) * 0x100000001b3ull;
 	for (uint64_t i = 0; i < g->npc; i++)
 		h = (h ^ ((uint64_t)g->pc[i].w << 32 | g->pc[i].unit)) * 0x100000001b3ull;
+	if (g->stale_w != NONE)
+		h = (h ^ (g->stale_w * 4099u + g->stale_page) ^ 0x5354414c45ull) * 0x100000001b3ull;
 	return h;
 }
 
@@ -237,11 +244,27 @@ static int cmp_piece(const void *a, const void *b)
 	return x->unit < y->unit ? -1 : (x->unit > y->unit);
 }
 
+/* Strategy S: put the chosen older version of one pool page back. */
+static void apply_stale(struct gen *g, uint8_t *view, uint8_t *dirty)
+{
+	uint64_t bpp = 4096 / CT_BLOCK, lo = g->stale_page * bpp;
+
+	if (g->stale_w == NONE)
+		return;
+	if (g->stale_w == BASE_VER) {
+		memcpy(view + g->stale_page * 4096, g->base + g->stale_page * 4096, 4096);
+		dirty[g->stale_page] = 1;
+	} else {
+		apply_range(g, &g->ws[g->stale_w], lo, lo + bpp, view, dirty);
+	}
+}
+
 /* One generated state: dedupe, materialise, check, count. */
 static void emit(struct gen *g, int st, uint32_t upb)
 {
 	uint64_t idx = g->sidx[st]++;
-	struct ocheck o = { .cut = g->cut, .beyond = upb == 1 };
+	struct ocheck o = { .cut = g->cut, .beyond = upb == 1 || g->stale_w != NONE,
+			    .stale = g->stale_w != NONE };
 	uint8_t *view = rdev_view(g->rep.r), *dirty = rdev_dirty(g->rep.r);
 
 	if (g->rp->on && (g->rp->cut != g->cut || g->rp->strat != st || g->rp->index != idx))
@@ -257,6 +280,7 @@ static void emit(struct gen *g, int st, uint32_t upb)
 	for (uint64_t i = 0; i < g->npc; i++)
 		apply_range(g, &g->ws[g->pc[i].w], (uint64_t)g->pc[i].unit * upb,
 			    (uint64_t)(g->pc[i].unit + 1) * upb, view, dirty);
+	apply_stale(g, view, dirty);
 	if (oracle_check(&g->rep, g->m, &o) != 0) {
 		g->f->failing[st]++;
 		printf("FAIL %s\n  repro: --repro '%s|%" PRIu64 "|%s|%" PRIu64 "'\n", o.fail,
@@ -344,6 +368,53 @@ static void st_random(struct gen *g)
 	}
 }
 
+static bool page_zero(const uint8_t *p)
+{
+	for (int i = 0; i < 4096; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
+/*
+ * S (longhorn#13944): the P image, with one md pool page that was
+ * rewritten in the log put back to its version before the last rewrite (a
+ * CRC-valid older page from history: the start image's or an earlier
+ * write's). Beyond contract: the device lied about a flushed write.
+ */
+static void st_stale(struct gen *g)
+{
+	uint64_t np = g->m->pool_hi - g->m->pool_lo, last[64], prev[64];
+	int tried = 0;
+
+	for (uint64_t p = 0; p < np && p < 64; p++) {
+		last[p] = NONE;
+		prev[p] = page_zero(g->base + (g->m->pool_lo + p) * 4096) ? NONE : BASE_VER;
+	}
+	for (int k = 0; k < g->nws && g->ws[k].issue < g->cut; k++)
+		for (uint64_t p = 0; p < np && p < 64; p++) {
+			uint64_t b = (g->m->pool_lo + p) * (4096 / CT_BLOCK);
+
+			if (g->ws[k].data != NULL && g->ws[k].lba <= b &&
+			    g->ws[k].lba + g->ws[k].n >= b + 4096 / CT_BLOCK) {
+				prev[p] = last[p] == NONE ? prev[p] : last[p];
+				last[p] = (uint64_t)k;
+			}
+		}
+	for (uint64_t p = 0; p < np && p < 64 && tried < SMAX; p++) {
+		if (last[p] == NONE || prev[p] == NONE)
+			continue;
+		g->npc = 0;
+		for (int i = 0; i < g->nv; i++)
+			pc_write(g, i, 8);
+		g->stale_w = prev[p];
+		g->stale_page = g->m->pool_lo + p;
+		emit(g, ST_S, 8);
+		tried++;
+	}
+	g->stale_w = NONE;
+}
+
 /* ----------------------------------------------------------------- cuts */
 
 static void cut_key(const struct gen *g, uint64_t c, uint64_t *issued, uint64_t *dur)
@@ -374,12 +445,15 @@ static void do_cut(struct gen *g)
 	st_torn(g, 8, ST_T4K);
 	st_torn(g, 1, ST_T512);
 	st_random(g);
+	if (g->wl->w3 || g->wl->order == RO_LIFO)
+		st_stale(g); /* targeted in CI: W3 (and nightly LIFO runs) */
 }
 
 void gen_run(const struct workload *w, int widx, struct run *rec, const uint8_t *base,
 	     struct figures *f, const struct repro *rp)
 {
-	struct gen g = { .wl = w, .widx = widx, .m = rec->m, .f = f, .rp = rp };
+	struct gen g = { .wl = w, .widx = widx, .m = rec->m, .f = f, .rp = rp, .base = base,
+			 .stale_w = NONE };
 	uint64_t n, i1, d1, i2, d2;
 	const struct rdev_lints *l;
 

@@ -3,6 +3,7 @@
  * numbers (rdev event counts), its result, what it persists, and the
  * metadata tuple of every model blob right after it completed.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,10 +80,13 @@ void m_end(struct run *x, int idx, int rc, uint32_t flags, uint32_t affects)
 	struct model *m = x->m;
 	struct mop *op = &m->ops[idx];
 
-	op->done = m_now(x);
+	bool open = rc == -EIO && x->allow_eio;
+	bool ok = rc == 0 || open;
+
+	op->done = open ? UINT64_MAX : m_now(x);
 	op->rc = rc;
-	op->flags = rc == 0 ? flags : 0;
-	op->affects = rc == 0 ? affects : 0;
+	op->flags = ok ? flags : 0;
+	op->affects = ok ? affects : 0;
 	for (int b = 0; b < m->nb; b++) {
 		if (m->alive[b] && m->h[b] != NULL)
 			m_observe(x, m->h[b], &m->cur[b]);
@@ -91,10 +95,17 @@ void m_end(struct run *x, int idx, int rc, uint32_t flags, uint32_t affects)
 		else
 			memset(&op->post[b], 0, sizeof(op->post[b]));
 	}
-	if (rc != 0 && !x->failed) {
+	if (!ok && !(rc == -ENOSPC && x->allow_enospc) && !x->failed) {
 		x->failed = true;
 		snprintf(x->why, sizeof(x->why), "op %s failed: %d", op->name, rc);
 	}
+}
+
+void m_set_group(struct run *x, int idx, uint32_t group)
+{
+	struct mop *op = &x->m->ops[idx];
+
+	op->group = op->affects != 0 ? group : 0;
 }
 
 uint32_t m_alive_mask(const struct model *m)

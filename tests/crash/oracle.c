@@ -2,8 +2,13 @@
  * Oracle (crash-testing.md 3.3): load a crash image and check it against
  * the reference model at the cut. Invariant ids in failure messages:
  * I1 load, I2 geometry, I3-I5 bs_check (chains, ownership, masks),
- * I6 metadata tuple, I7 unknown blob, I10 data tags, I13 liveness,
- * I14 drain.
+ * I6 metadata tuple, I7 unknown blob, I8 deletions (a deleted blob stays
+ * gone; a delete of a snapshot and its clones is all or nothing), I9
+ * snapshots (parents exist and are read-only; a snapshot and its source
+ * change together), I10 data tags (this also covers I11: a clone's COW
+ * cluster holds the parent's data merged with the write, the parent never
+ * shows the clone's data), I13 liveness, I14 drain. S-I6: under strategy S
+ * a blob is one of the states it ever had, never a mixture.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -34,23 +39,39 @@ static bool mst_eq(const struct mst *a, const struct mst *b)
 			      a->parent == b->parent && a->nx == b->nx && a->xh == b->xh);
 }
 
-/* Is @p got one of blob @p b's allowed metadata states at cut @p c (I6)? */
-static bool md_allowed(const struct model *m, int b, uint64_t c, const struct mst *got)
+static const struct mst absent_mst;
+
+/* The state of blob @p b after the last persisting op done by cut @p c. */
+static const struct mst *md_last(const struct model *m, int b, uint64_t c)
 {
-	static const struct mst absent;
-	const struct mst *last = &absent;
+	const struct mst *last = &absent_mst;
 
 	for (int i = 0; i < m->nops; i++) {
 		const struct mop *op = &m->ops[i];
 
-		if (!(op->flags & OPF_PERSIST) || !(op->affects & (1u << b)))
-			continue;
-		if (op->done <= c)
+		if ((op->flags & OPF_PERSIST) && (op->affects & (1u << b)) && op->done <= c)
 			last = &op->post[b];
-		else if (op->call <= c && mst_eq(&op->post[b], got))
+	}
+	return last;
+}
+
+/*
+ * Is @p got one of blob @p b's allowed metadata states at cut @p c (I6)?
+ * With @p any (strategy S), every state the blob ever had by the cut is
+ * allowed: a stale page may roll a blob back, never mix two versions.
+ */
+static bool md_allowed(const struct model *m, int b, uint64_t c, const struct mst *got,
+		       bool any)
+{
+	for (int i = 0; i < m->nops; i++) {
+		const struct mop *op = &m->ops[i];
+
+		if (!(op->flags & OPF_PERSIST) || !(op->affects & (1u << b)) || op->call > c)
+			continue;
+		if ((op->done > c || any) && mst_eq(&op->post[b], got))
 			return true;
 	}
-	return mst_eq(last, got);
+	return mst_eq(md_last(m, b, c), got) || (any && !got->exists);
 }
 
 static bool write_acked(const struct model *m, const struct mwrite *w, uint64_t c)
@@ -149,35 +170,77 @@ static void close_h(struct run *x, struct bs_blob *h)
 	run_wait(x, &c);
 }
 
-/* I6/I7/I10 over every blob, found or expected. */
-static int check_blobs(struct run *x, const struct model *m, struct ocheck *o)
+/* Open every blob the store iterates (I7: only blobs the model created). */
+static int open_found(struct run *x, const struct model *m, struct bs_blob **h,
+		      struct ocheck *o)
 {
-	struct bs_blob *h[MAXB] = { 0 };
-	struct mst got;
-	int rc = 0;
-
-	for (bs_blob_id id = bs_iter_first(x->bs); id != 0 && rc == 0;
-	     id = bs_iter_next(x->bs, id)) {
+	for (bs_blob_id id = bs_iter_first(x->bs); id != 0; id = bs_iter_next(x->bs, id)) {
 		int b = model_index(m, id);
 
 		if (b < 0)
-			rc = fail(o, "I7 blob %" PRIu64 " was never created", id);
-		else if (open_h(x, id, &h[b]) != 0)
-			rc = fail(o, "I6 blob %d does not open", b);
+			return fail(o, "I7 blob %" PRIu64 " was never created", id);
+		if (open_h(x, id, &h[b]) != 0 && o->stale)
+			o->avail_loss = true; /* S: a stale page found at open */
+		else if (h[b] == NULL)
+			return fail(o, "I6 blob %d does not open", b);
 	}
-	for (int b = 0; b < m->nb && rc == 0; b++) {
-		m_observe(x, h[b], &got);
-		if (!md_allowed(m, b, o->cut, &got)) {
-			if (o->beyond)
-				o->avail_loss = true;
-			else
-				rc = fail(o, "I6 blob %d: size %" PRIu64 " thin %d ro %d parent %"
-					  PRIu64 " nx %u exists %d not allowed", b, got.size,
-					  got.thin, got.ro, got.parent, got.nx, got.exists);
+	return 0;
+}
+
+/* I6 (I8 for a deleted blob) for blob @p b. */
+static int check_md(const struct model *m, int b, const struct mst *got, struct ocheck *o)
+{
+	if (md_allowed(m, b, o->cut, got, o->stale))
+		return 0;
+	if (o->beyond && !o->stale) {
+		o->avail_loss = true;
+		return 0;
+	}
+	if (got->exists && !md_last(m, b, o->cut)->exists)
+		return fail(o, "I8 deleted blob %d is present", b);
+	return fail(o, "%s blob %d: size %" PRIu64 " thin %d ro %d parent %" PRIu64 " nx %u "
+		    "exists %d not allowed", o->stale ? "S-I6" : "I6", b, got->size, got->thin,
+		    got->ro, got->parent, got->nx, got->exists);
+}
+
+/* I8/I9: a multi-blob op in flight at the cut left its group all old or all new. */
+static int check_groups(const struct model *m, const struct mst *got, struct ocheck *o)
+{
+	for (int i = 0; i < m->nops; i++) {
+		const struct mop *op = &m->ops[i];
+		bool old_ok = true, new_ok = true;
+
+		if (__builtin_popcount(op->group) < 2 || op->call > o->cut || op->done <= o->cut)
+			continue;
+		for (int b = 0; b < m->nb; b++) {
+			if (!(op->group & (1u << b)))
+				continue;
+			old_ok = old_ok && mst_eq(md_last(m, b, o->cut), &got[b]);
+			new_ok = new_ok && mst_eq(&op->post[b], &got[b]);
 		}
+		if (!old_ok && !new_ok)
+			return fail(o, "%s group of op %d (%s) is half old, half new",
+				    strcmp(op->name, "delete") ? "I9" : "I8", i, op->name);
+	}
+	return 0;
+}
+
+/* I6-I10 over every blob, found or expected. */
+static int check_blobs(struct run *x, const struct model *m, struct ocheck *o)
+{
+	struct bs_blob *h[MAXB] = { 0 };
+	struct mst got[MAXB];
+	int rc = open_found(x, m, h, o);
+
+	for (int b = 0; b < m->nb; b++)
+		m_observe(x, h[b], &got[b]);
+	for (int b = 0; b < m->nb && rc == 0; b++) {
+		rc = check_md(m, b, &got[b], o);
 		if (rc == 0 && h[b] != NULL)
 			rc = check_data(x, m, b, h[b], o);
 	}
+	if (rc == 0 && !o->beyond)
+		rc = check_groups(m, got, o);
 	for (int b = 0; b < m->nb; b++)
 		if (h[b] != NULL)
 			close_h(x, h[b]);
@@ -196,6 +259,11 @@ static int check_store(struct run *x, struct ocheck *o)
 	bs_check(x->bs, &r, NULL, NULL, cpl_fn, &c);
 	if (run_wait(x, &c) != 0)
 		return fail(o, "I3 check failed to run: %d", c.err);
+	if (o->stale && r.problems == r.corrupt_blobs) {
+		/* S: a blob whose stale page was rejected is lost, not followed (I3). */
+		o->avail_loss = o->avail_loss || r.corrupt_blobs != 0;
+		return 0;
+	}
 	if (r.problems != 0)
 		return fail(o, "I3-I5 check: %" PRIu64 " problems (corrupt %" PRIu64
 			    " leaked %" PRIu64 " double %" PRIu64 " lost %" PRIu64 " pool %"
@@ -213,6 +281,7 @@ static int check_live(struct run *x, struct ocheck *o)
 	struct cpl c1 = { 0 }, c2 = { 0 };
 	bs_blob_id id = 0;
 	uint8_t *buf = ct_buf(4096);
+	bool full = bs_get_free_cluster_count(x->bs) == 0;
 	int rc;
 
 	bs_blob_opts_init(&bo, sizeof(bo));
@@ -235,6 +304,8 @@ static int check_live(struct run *x, struct ocheck *o)
 		bs_blob_delete(x->bs, id, cpl_fn, &c3);
 		rc = run_wait(x, &c3);
 	}
+	if (rc == -ENOSPC && full)
+		rc = 0; /* a full store may refuse the thin allocation */
 	if (rc == 0 && (rc = run_unload(x)) == 0 && (rc = run_load(x)) == 0) {
 		bs_get_load_report(x->bs, &lr);
 		if (!lr.was_clean || lr.recovered)

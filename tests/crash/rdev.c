@@ -32,6 +32,8 @@ struct rdev {
 	struct rdev_inflight *fl;
 	uint64_t nfl, cap_fl;
 	struct rdev_lints lints;
+	bool failing;
+	uint64_t fail_skip;		/* writes/flushes still let through */
 };
 
 struct rdev_channel {
@@ -104,7 +106,7 @@ static void log_event(struct rdev *r, const struct bs_dev_io *io, uint8_t phase,
 	e->phase = phase;
 	e->io_id = (uint32_t)io->dev_priv[PRIV_ID];
 	e->tag = r->tag;
-	e->status = phase == RP_COMPLETE ? io->status : 0;
+	e->status = io->status; /* at issue: admission (lint or injected error) */
 	e->lba = io->type == BS_IO_FLUSH ? 0 : io->lba;
 	e->nblocks = io->type == BS_IO_FLUSH ? 0 : io->lba_count;
 	e->payload_off = payload_off;
@@ -210,6 +212,18 @@ static uint64_t do_data(struct rdev *r, struct bs_dev_io *io)
 	return poff;
 }
 
+/* Whether an injected error fails @p io (reads always go through). */
+static bool inject(struct rdev *r, const struct bs_dev_io *io)
+{
+	if (!r->failing || io->type == BS_IO_READ || io->type == BS_IO_READV)
+		return false;
+	if (r->fail_skip > 0) {
+		r->fail_skip--;
+		return false;
+	}
+	return true;
+}
+
 /* Admission and data movement; every IO is then parked for the poller. */
 static void rdev_submit(struct bs_dev *dev, void *ch_ctx, struct bs_dev_io *io)
 {
@@ -229,6 +243,8 @@ static void rdev_submit(struct bs_dev *dev, void *ch_ctx, struct bs_dev_io *io)
 		io->status = -EINVAL;
 	} else if (io->type == BS_IO_COPY) {
 		io->status = -EOPNOTSUPP;
+	} else if (inject(r, io)) {
+		io->status = -EIO;
 	} else if (data) {
 		lint_and_track(r, io, is_write_kind(kind_of(io->type)));
 		poff = do_data(r, io);
@@ -374,6 +390,14 @@ uint8_t *rdev_view(struct rdev *r) { return r->view; }
 uint64_t rdev_size(const struct rdev *r) { return r->size; }
 uint8_t *rdev_dirty(struct rdev *r) { return r->dirty; }
 const struct rdev_lints *rdev_get_lints(const struct rdev *r) { return &r->lints; }
+
+void rdev_fail_after(struct rdev *r, uint64_t skip)
+{
+	r->failing = true;
+	r->fail_skip = skip;
+}
+
+void rdev_fail_off(struct rdev *r) { r->failing = false; }
 
 void rdev_set_order(struct rdev *r, enum rdev_order order, uint64_t seed)
 {

@@ -48,6 +48,12 @@ struct rdev *rdev_create(uint64_t nblocks, uint32_t block_len, const uint8_t *im
 struct bs_dev *rdev_bs(struct rdev *r);
 void rdev_set_order(struct rdev *r, enum rdev_order order, uint64_t seed);
 void rdev_set_tag(struct rdev *r, uint32_t tag);
+/**
+ * Error injection: the @p skip writes/flushes after this call go through,
+ * every later one fails with -EIO and moves no data, until rdev_fail_off().
+ */
+void rdev_fail_after(struct rdev *r, uint64_t skip);
+void rdev_fail_off(struct rdev *r);
 uint8_t *rdev_view(struct rdev *r);
 uint64_t rdev_size(const struct rdev *r);
 /** Events logged so far; the log is valid until the next IO. */

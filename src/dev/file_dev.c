@@ -503,8 +503,9 @@ static void filedev_alloc_zero_buf(struct filedev *fdev)
 {
 	void *buf;
 
-	if (fdev->is_bdev || posix_memalign(&buf, BS_MAX(fdev->dev.buf_align, 4096u),
-					    FILEDEV_ZERO_WRITE_MAX) != 0)
+	if (fdev->is_bdev || (fdev->dev.flags & BS_DEV_F_READ_ONLY))
+		return;		/* read-only: write_zeroes is refused anyway */
+	if (posix_memalign(&buf, BS_MAX(fdev->dev.buf_align, 4096u), FILEDEV_ZERO_WRITE_MAX) != 0)
 		return;
 	memset(buf, 0, FILEDEV_ZERO_WRITE_MAX);
 	fdev->dev.zero_buf = buf;

@@ -11,7 +11,9 @@
  *   commit_data_cpl   D9: data and zeroing writes flushed (only if the data
  *                     path allocated since the last commit)
  *   commit_submit     everything written, then ONE flush (D4)
- *   commit_write_cpl  adopt the new tree; release what the old one held (D5)
+ *   commit_write_cpl  if the commit releases clusters: its root also into the
+ *                     slot's other page, then a flush (D16)
+ *   commit_confirm_cpl adopt the new tree; release what the old one held (D5)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -352,6 +354,7 @@ struct commit {
 	struct blob_map_plan plan;
 	bool have_plan;
 	struct md_root *root;		/* the new root page */
+	struct md_root *confirm;	/* D16: its copy for the slot's other page */
 	int target;			/* slot page to write */
 	uint8_t *xattr_pages;
 	uint32_t nxattr;		/* fresh xattr pages (to write, or to undo) */
@@ -427,11 +430,60 @@ static int commit_adopt(struct commit *c, int err)
 	return 0;
 }
 
-static void commit_write_cpl(void *cb_arg, int err)
+/*
+ * D16: once durable, does @c let data clusters go (its own shrink or unmap,
+ * or, as a group's tombstone, the clusters its caller releases)?
+ */
+static bool commit_releases(const struct commit *c)
+{
+	return c->npending > 0 || (c->group != NULL && c->tombstone);
+}
+
+/*
+ * D16: queue a copy of @c's new root for the slot's other page, so the
+ * previous root, which still names the clusters about to be released, is
+ * gone before they can be reused. 0 or -ENOMEM.
+ */
+static int commit_add_confirm(struct commit *c, struct md_batch *b)
+{
+	int other = 1 - c->target;
+
+	c->confirm = md_alloc_pages(1);
+	if (c->confirm == NULL)
+		return -ENOMEM;
+	memcpy(c->confirm, c->root, MD_PAGE_SIZE);
+	c->confirm->hdr.page_no = c->bs->root_start + 2ull * c->blob->slot + (uint64_t)other;
+	c->confirm->hdr.level = (uint16_t)other;
+	md_page_seal(c->confirm);
+	md_batch_write(b, c->confirm, c->confirm->hdr.page_no, 1);
+	return 0;
+}
+
+static void commit_confirm_cpl(void *cb_arg, int err)
 {
 	struct commit *c = cb_arg;
 
 	commit_finish(c, commit_adopt(c, err));
+}
+
+static void commit_write_cpl(void *cb_arg, int err)
+{
+	struct commit *c = cb_arg;
+	struct md_batch *b;
+
+	if (err != 0 || !commit_releases(c)) {
+		commit_confirm_cpl(c, err);
+		return;
+	}
+	b = md_batch_new(c->bs, commit_confirm_cpl, c);
+	if (b == NULL) {
+		commit_confirm_cpl(c, -ENOMEM);
+		return;
+	}
+	if (commit_add_confirm(c, b) != 0)
+		md_batch_fail(b, -ENOMEM);
+	md_batch_flush(b); /* D16 */
+	md_batch_close(b);
 }
 
 /* Render the xattr stream: inline in the root, or into fresh pages (D2). */
@@ -719,6 +771,7 @@ static void commit_finish(struct commit *c, int err)
 	if (c->have_plan)
 		blob_map_plan_free(&c->plan);
 	md_free_pages(c->root);
+	md_free_pages(c->confirm);
 	md_free_pages(c->xattr_pages);
 	blob->syncing = false;
 	/* Taken before the callbacks: one may free the blob (failed create, repair). */
@@ -783,7 +836,7 @@ static void group_finish(struct commit_group *g, int err)
 	free(g);
 }
 
-static void group_write_cpl(void *cb_arg, int err)
+static void group_confirm_cpl(void *cb_arg, int err)
 {
 	struct commit_group *g = cb_arg;
 	int first = 0;
@@ -795,6 +848,31 @@ static void group_write_cpl(void *cb_arg, int err)
 			first = rc;
 	}
 	group_finish(g, first);
+}
+
+/* The group is durable; D16 if any member releases clusters, then adopt. */
+static void group_write_cpl(void *cb_arg, int err)
+{
+	struct commit_group *g = cb_arg;
+	bool releases = false;
+	struct md_batch *b;
+
+	for (uint32_t i = 0; i < g->n; i++)
+		releases |= commit_releases(g->m[i]);
+	if (err != 0 || !releases) {
+		group_confirm_cpl(g, err);
+		return;
+	}
+	b = md_batch_new(g->bs, group_confirm_cpl, g);
+	if (b == NULL) {
+		group_confirm_cpl(g, -ENOMEM);
+		return;
+	}
+	for (uint32_t i = 0; i < g->n; i++)
+		if (commit_add_confirm(g->m[i], b) != 0)
+			md_batch_fail(b, -ENOMEM);
+	md_batch_flush(b); /* D16 */
+	md_batch_close(b);
 }
 
 static void group_submit_roots(struct commit_group *g, bool pages_done)

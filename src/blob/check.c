@@ -188,6 +188,12 @@ static void check_slot(struct check *ck)
 		bitarray_set(&ck->slots, slot);
 		check_msg(ck, BLOB_ID(bs->slot_inc[slot], slot), "slot %u: no valid root page", slot);
 	}
+	/* A group rolled back onto a previous root that did not load: its newest
+	 * page is the group's tombstone, yet recovery quarantined the slot. */
+	if (pick == -ENOENT && tomb && bitarray_get(&bs->slots_corrupt, slot)) {
+		bitarray_set(&ck->slots, slot);
+		check_quarantined(ck, slot, BLOB_ID(bs->slot_inc[slot], slot));
+	}
 	if (pick < 0) {
 		ck->slot++;
 		check_next_slot(ck);

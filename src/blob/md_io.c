@@ -212,6 +212,12 @@ void md_batch_flush(struct md_batch *b)
 	md_batch_maybe_done(b);
 }
 
+/* Fail @b with @err (first error wins) without issuing anything. */
+void md_batch_fail(struct md_batch *b, int err)
+{
+	md_batch_record(b, err);
+}
+
 void md_batch_close(struct md_batch *b)
 {
 	b->closed = true;

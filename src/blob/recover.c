@@ -292,7 +292,9 @@ static void recover_tree_cpl(void *cb_arg, int err)
 	if (recover_md_invalid(err) && (rb->valid & (1 << other)) && !rb->fell_back) {
 		const struct md_root *o = &rb->rc->pages[(rb->slot - rb->rc->window) * 2 + other];
 
-		if (!(o->hdr.flags & MD_ROOT_F_DELETED) && o->hdr.blob_id == rb->blob->id) {
+		/* D16: a copy of the same generation is no previous commit. */
+		if (!(o->hdr.flags & MD_ROOT_F_DELETED) && o->hdr.blob_id == rb->blob->id &&
+		    o->hdr.gen < rb->blob->root_gen) {
 			LOG_NOTICE("recover: blob 0x%" PRIx64 ": newest commit incomplete; "
 				   "using the previous one", rb->blob->id);
 			blob_free_md(rb->blob);
@@ -589,6 +591,13 @@ static void recover_rollback(struct recover *rc, struct recover_blob *rb)
 
 	LOG_NOTICE("recover: slot %u: group commit %" PRIu64 " incomplete; rolling back",
 		   rb->slot, rb->gen);
+	if (rb->tomb && !prev) {
+		/* A group tombstone with no live root before it (D16): free either way. */
+		md_free_pages(rb->other);
+		free(rb);
+		recover_resolved(rc);
+		return;
+	}
 	if (rb->blob != NULL)
 		blob_destroy(rb->blob);
 	rb->blob = blob_alloc(rc->bs, prev ? o->hdr.blob_id : id);

@@ -183,6 +183,8 @@ void md_batch_zeroes(struct md_batch *b, uint64_t lba, uint64_t nblocks);
 void md_batch_unmap(struct md_batch *b, uint64_t lba, uint64_t nblocks);
 void md_batch_copy(struct md_batch *b, uint64_t dst_lba, uint64_t src_lba, uint64_t nblocks);
 void md_batch_flush(struct md_batch *b);
+/** Record @err as the batch's result (first error wins); nothing is issued. */
+void md_batch_fail(struct md_batch *b, int err);
 /** No more IO: the callback runs (deferred) once all of it completed, with the first error. */
 void md_batch_close(struct md_batch *b);
 void *md_alloc_pages(uint64_t npages);

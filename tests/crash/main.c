@@ -5,7 +5,7 @@
  *   crashtest --ci [--scale F] [--jobs N]   W1 seq-1 + seq-2, FIFO
  *   crashtest --nightly [--jobs N]          + LIFO and 16 RANDOM orders
  *   crashtest --repro 'workload|cut|strategy|index'
- *   crashtest --only SUBSTRING ...          workloads whose name matches
+ *   crashtest --only SUB[,SUB...] ...       workloads whose name contains one
  *
  * Exit status: 0 if no state failed, no lint fired and every workload ran.
  */
@@ -92,6 +92,25 @@ static void one_workload(struct bs_thread *t, const struct workload *w, int idx,
 	free(m);
 }
 
+/* Does @name contain one of the comma-separated substrings of @only? */
+static bool only_match(const char *only, const char *name)
+{
+	while (only != NULL && *only != '\0') {
+		const char *end = strchr(only, ',');
+		size_t len = end ? (size_t)(end - only) : strlen(only);
+		char part[128];
+
+		if (len > 0 && len < sizeof(part)) {
+			memcpy(part, only, len);
+			part[len] = '\0';
+			if (strstr(name, part) != NULL)
+				return true;
+		}
+		only = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
 static void worker(const struct args *a, const struct workload *ws, int n, int k,
 		   struct figures *f)
 {
@@ -100,7 +119,7 @@ static void worker(const struct args *a, const struct workload *ws, int n, int k
 
 	rt_set_current(t);
 	for (int i = k; i < n; i += a->jobs) {
-		if ((i % step != 0 && !ws[i].w3) || (a->only && !strstr(ws[i].name, a->only)))
+		if ((i % step != 0 && !ws[i].w3) || (a->only && !only_match(a->only, ws[i].name)))
 			continue;
 		one_workload(t, &ws[i], i, f, &a->rp);
 	}

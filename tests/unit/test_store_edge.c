@@ -1531,6 +1531,67 @@ static void flip_older_root(struct store_env *e, bs_blob_id id)
 }
 
 /*
+ * D16: a shrink releases clusters, so its commit leaves the new root in both
+ * pages of the slot. A damaged (or stale) extent page of the shrunk blob then
+ * cannot send recovery back to the pre-shrink root, which names clusters a
+ * second blob has since been given and written: the shrunk blob is reported
+ * corrupt, the second blob keeps its data, and the checker finds nothing
+ * else.
+ */
+static void test_D16_release_leaves_no_previous_root(void **state)
+{
+	struct store_env *e = *state;
+	struct md_root *r = env_buf(2 * MD_PAGE_SIZE);
+	struct bs_check_report cr;
+	struct bs_load_report lr;
+	struct bs_blob *ha, *hb;
+	bs_blob_id a, b;
+	uint64_t first, nb, ext;
+	struct bs_opts o;
+
+	assert_int_equal(env_init_store(e, NULL), 0);
+	assert_int_equal(env_create(e, 4, false, &a), 0);
+	ha = open_ok(e, a);
+	assert_int_equal(write_seeded(e, ha, 0, 4 * upc(e), 7), 0);
+	assert_int_equal(env_sync(e, ha), 0);
+	assert_int_equal(env_resize(e, ha, 1), 0);
+	assert_int_equal(env_sync(e, ha), 0);
+	first = e->bs->root_start + 2ull * BLOB_ID_SLOT(a);
+	env_dev_read_page(e, first, &r[0]);
+	env_dev_read_page(e, first + 1, &r[1]);
+	assert_int_equal(r[0].hdr.gen, r[1].hdr.gen);
+	assert_int_equal(r[0].num_clusters, 1);
+	assert_int_equal(r[1].num_clusters, 1);
+	free(r);
+	/* Every free cluster, the three released ones included, goes to b. */
+	nb = bs_get_free_cluster_count(e->bs);
+	assert_int_equal(env_create(e, nb, false, &b), 0);
+	hb = open_ok(e, b);
+	for (uint64_t i = 0; i < nb; i++)
+		assert_int_equal(write_seeded(e, hb, i * upc(e), 1, 100 + i), 0);
+	assert_int_equal(env_sync(e, hb), 0);
+	assert_int_equal(env_close(e, ha), 0);
+	assert_int_equal(env_close(e, hb), 0);
+	ext = extent_page_of(e, a);
+	assert_int_equal(env_unload(e), 0);
+	flip_page_bytes(e, ext, sizeof(struct md_header) + 8, 3);
+	bs_opts_init(&o, sizeof(o));
+	o.force_recover = true;
+	assert_int_equal(env_load(e, &o), 0);
+	bs_get_load_report(e->bs, &lr);
+	assert_int_equal(lr.corrupt_blobs, 1);
+	assert_int_equal(lr.fallback_roots, 0);
+	assert_int_equal(env_open(e, a, &ha), -EILSEQ);
+	hb = open_ok(e, b);
+	for (uint64_t i = 0; i < nb; i++)
+		verify_seeded(e, hb, i * upc(e), 1, 100 + i);
+	assert_int_equal(env_close(e, hb), 0);
+	run_check(e, &cr, NULL, NULL);
+	assert_int_equal(cr.problems - cr.corrupt_blobs, 0);
+	assert_int_equal(cr.double_owned_clusters, 0);
+}
+
+/*
  * One blob's extent page damaged on the device (bytes flipped, CRC left
  * stale; its older root, if any, damaged too), each of the four blobs in
  * turn: a clean load still opens the others and refuses the victim with
@@ -2309,6 +2370,7 @@ int main(void)
 		PARAM_TESTS(test_fuzz_forced_recovery_masks),
 		PARAM_TESTS(test_fuzz_root_id_other_slot),
 		PARAM_TESTS(test_fuzz_map_ref_past_pool),
+		PARAM_TESTS(test_D16_release_leaves_no_previous_root),
 		PARAM_TESTS(test_corrupt_extent_isolated),
 		PARAM_TESTS(test_corrupt_extent_falls_back),
 		PARAM_TESTS(test_corrupt_root_isolated),

@@ -426,6 +426,7 @@ static int commit_adopt(struct commit *c, int err)
 	commit_release_old(c);
 	blob->root_page = c->target;
 	blob->root_gen = c->gen;
+	blob->rollback_gen = 0;
 	blob->allocs_committed = c->allocs;
 	return 0;
 }
@@ -544,6 +545,7 @@ static void commit_build_root(struct commit *c)
 
 	md_page_init(r, MD_TYPE_ROOT, page_no, blob->id, c->gen, c->bs->store_id, blob->slot,
 		     (uint16_t)c->target);
+	r->group.gen = blob->rollback_gen; /* D17: 0 unless a recovery repair */
 	if (c->tombstone) {
 		r->hdr.flags = MD_ROOT_F_DELETED;
 		return;

@@ -615,6 +615,11 @@ static void dump_group(struct dump *d, const struct md_group *g)
 		fputs("  group: none\n", d->out);
 		return;
 	}
+	if (g->n == 0) {
+		fprintf(d->out, "  group: rolls back group gen %" PRIu64 " (recovery repair, D17)\n",
+			g->gen);
+		return;
+	}
 	fprintf(d->out, "  group: gen %" PRIu64 ", %u other members, slots", g->gen, g->n);
 	for (uint32_t i = 0; i < n; i++)
 		fprintf(d->out, " %u", g->slots[i]);

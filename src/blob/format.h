@@ -33,6 +33,7 @@
 #ifndef BS_BLOB_FORMAT_H
 #define BS_BLOB_FORMAT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/assert_int.h"
@@ -162,7 +163,9 @@ STATIC_ASSERT(sizeof(struct md_mask_page) == MD_PAGE_SIZE, "mask page size");
  * Group commit tag (D13): roots written by one multi-blob commit carry the
  * commit's generation and the other members' slots. Such a root is valid
  * only if every member slot holds a valid root of that generation, or a
- * newer one.
+ * newer one that is not a rollback of it. A root whose tag names an older
+ * generation than its own (n = 0) is such a rollback: recovery rewrote it
+ * when it found that group incomplete (D17).
  */
 struct md_group {
 	uint64_t gen;		/* 0: not part of a group */
@@ -191,6 +194,9 @@ struct md_root {
 	uint8_t xattr_inline[MD_ROOT_INLINE_XATTR];
 } __attribute__((packed));
 STATIC_ASSERT(sizeof(struct md_root) == MD_PAGE_SIZE, "root page size");
+STATIC_ASSERT(offsetof(struct md_root, map_refs) == 128, "root map_refs at 128");
+STATIC_ASSERT(offsetof(struct md_root, group) == 1664, "root group tag at 1664");
+STATIC_ASSERT(offsetof(struct md_root, xattr_inline) == 1696, "root inline xattrs at 1696");
 
 /* Extent page: the cluster numbers of MD_EXTENTS_PER_PAGE consecutive clusters. */
 struct md_extent_page {

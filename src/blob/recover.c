@@ -60,6 +60,7 @@ struct recover {
 	uint32_t repair_cap;
 	uint32_t repairing;
 	uint64_t *eff_gen;		/* per slot: generation of the root settled on */
+	uint64_t *rolled;		/* per slot: group its root rolls back (D17), or 0 */
 	struct recover_blob **deferred;	/* group-tagged choices, checked at the end (D13) */
 	uint32_t ndeferred;
 	uint32_t deferred_cap;
@@ -111,6 +112,7 @@ static void recover_done(struct recover *rc, int err)
 	munmap(rc->pages, recover_buf_bytes(rc->bs));
 	free(rc->repairs);
 	free(rc->eff_gen);
+	free(rc->rolled);
 	free(rc->deferred);
 	rc->cb_fn(rc->cb_arg, err);
 	free(rc);
@@ -205,6 +207,13 @@ static void recover_note_relations(struct bs_store *bs, const struct bs_blob *bl
 		bitarray_set(&bs->slots_hidden, blob->slot);
 }
 
+/* D17: a root whose group tag is older than itself rolls that group back. */
+static void recover_note_rollback(struct recover *rc, uint32_t slot, const struct md_group *g,
+				  uint64_t gen)
+{
+	rc->rolled[slot] = g->gen != 0 && g->gen < gen ? g->gen : 0;
+}
+
 /* Keep @rb aside until every window has been read (D13). 0 or -ENOMEM. */
 static int recover_defer(struct recover *rc, struct recover_blob *rb)
 {
@@ -258,6 +267,7 @@ static void recover_blob_done(struct recover_blob *rb, int err)
 		rc->err = err; /* D10: a failed read fails the load; the blob is not corrupt */
 	if (err == 0) {
 		rc->eff_gen[rb->slot] = blob->root_gen;
+		recover_note_rollback(rc, rb->slot, &rb->group, blob->root_gen);
 		if (rb->group.gen != 0 && rb->group.gen == blob->root_gen &&
 		    recover_defer(rc, rb) == 0) {
 			recover_load_done(rc);
@@ -295,10 +305,13 @@ static void recover_tree_cpl(void *cb_arg, int err)
 		/* D16: a copy of the same generation is no previous commit. */
 		if (!(o->hdr.flags & MD_ROOT_F_DELETED) && o->hdr.blob_id == rb->blob->id &&
 		    o->hdr.gen < rb->blob->root_gen) {
+			uint64_t g = rb->group.gen == rb->blob->root_gen ? rb->group.gen : 0;
+
 			LOG_NOTICE("recover: blob 0x%" PRIx64 ": newest commit incomplete; "
 				   "using the previous one", rb->blob->id);
 			blob_free_md(rb->blob);
 			xattr_set_init(&rb->blob->xattrs);
+			rb->blob->rollback_gen = g; /* D17: a group's root given up */
 			rb->fell_back = true;
 			rb->pick = other;
 			recover_try_root(rb);
@@ -361,6 +374,7 @@ static void recover_tombstone(struct recover *rc, uint32_t slot, const struct md
 	struct recover_blob *rb;
 
 	rc->eff_gen[slot] = pages[t].hdr.gen;
+	recover_note_rollback(rc, slot, &pages[t].group, pages[t].hdr.gen);
 	if (pages[t].group.gen == 0 || pages[t].group.gen != pages[t].hdr.gen)
 		return;
 	rb = calloc(1, sizeof(*rb));
@@ -515,13 +529,16 @@ static void recover_finish_counts(struct recover *rc)
 
 /* ------------------------------------------------ group resolution (D13) */
 
-/* Every member settled on this group's generation or a newer one. */
+/*
+ * Every member settled on this group's generation or a newer one, and not
+ * on a repair that rolled this group back (D17).
+ */
 static bool recover_group_complete(const struct recover *rc, const struct recover_blob *rb)
 {
 	for (uint32_t i = 0; i < rb->group.n && i < MD_GROUP_MAX_OTHERS; i++) {
 		uint32_t m = rb->group.slots[i];
 
-		if (m >= rc->bs->max_blobs || rc->eff_gen[m] < rb->gen)
+		if (m >= rc->bs->max_blobs || rc->eff_gen[m] < rb->gen || rc->rolled[m] == rb->gen)
 			return false;
 	}
 	return true;
@@ -607,6 +624,7 @@ static void recover_rollback(struct recover *rc, struct recover_blob *rb)
 		return;
 	}
 	rb->blob->root_page = prev ? other : rb->pick;
+	rb->blob->rollback_gen = rb->gen; /* D17: the repair says so */
 	if (!prev) {
 		/* Nothing to restore: free the slot, queue the tombstone. */
 		bitarray_clear(&rc->bs->slots_used, rb->slot);
@@ -665,11 +683,16 @@ void store_recover(struct bs_store *bs, bs_cpl_fn cb_fn, void *cb_arg)
 {
 	struct recover *rc = calloc(1, sizeof(*rc));
 
-	if (rc != NULL)
+	if (rc != NULL) {
 		rc->eff_gen = calloc(bs->max_blobs, sizeof(uint64_t));
-	if (rc == NULL || rc->eff_gen == NULL || (rc->pages = recover_buf_alloc(bs)) == NULL) {
-		if (rc != NULL)
+		rc->rolled = calloc(bs->max_blobs, sizeof(uint64_t));
+	}
+	if (rc == NULL || rc->eff_gen == NULL || rc->rolled == NULL ||
+	    (rc->pages = recover_buf_alloc(bs)) == NULL) {
+		if (rc != NULL) {
 			free(rc->eff_gen);
+			free(rc->rolled);
+		}
 		free(rc);
 		store_defer_cpl(cb_fn, cb_arg, -ENOMEM);
 		return;

@@ -70,6 +70,7 @@ struct bs_blob {
 
 	/* Committed on-disk state. */
 	uint64_t root_gen;		/* gen of the durable root */
+	uint64_t rollback_gen;		/* D17: next commit marks this group rolled back */
 	int root_page;			/* slot page (0/1) holding it, -1 = none */
 	struct md_ref xattr_refs[MD_ROOT_XATTR_REFS];
 	uint16_t xattr_npages;

@@ -122,6 +122,7 @@ int tag_parse(const uint8_t *sector, bs_blob_id *id, uint64_t *sect, uint64_t *g
 /* work.c: workloads */
 enum { IMG_EMPTY, IMG_MIN, IMG_POP, IMG_FULL, IMG_FULL0, IMG_COUNT };
 #define W2_CI_SEEDS 600
+#define W2_NIGHTLY_SEEDS 10000
 #define W2_STEPS 8
 #define MAXSTEPS 16
 struct workload {
@@ -149,6 +150,17 @@ const char *w3_name(int i);
 int w3_start(int i);
 int w3_run(int i, struct run *x);
 
+/* logw.c: the writes of a recorded log, with their durability */
+#define NONE UINT64_MAX
+struct logw {
+	uint64_t issue, cpl, dur;	/* event indexes; dur: the covering flush's completion */
+	uint64_t lba, n;
+	uint32_t io_id;
+	const uint8_t *data;		/* NULL: zeros (unmap, write_zeroes) */
+};
+/** Every write, unmap and write_zeroes of @p r's log in issue order (malloc'd). */
+struct logw *log_writes(const struct rdev *r, int *nws);
+
 /* oracle.c */
 struct ocheck {
 	uint64_t cut;
@@ -161,11 +173,22 @@ struct ocheck {
 /** Load the crash image on x->r (replay device) and check it. 0 = ok. */
 int oracle_check(struct run *x, const struct model *m, struct ocheck *o);
 
+struct i12_figs {
+	uint64_t sampled;		/* crash states whose recovery was recorded */
+	uint64_t states;		/* double-failure and -EIO images checked */
+	uint64_t eio;			/* of which -EIO during recovery */
+	uint64_t failing;
+};
+/* dfail.c: I12 for one crash state @p img (checked against @p m at o->cut) */
+void dfail_run(struct bs_thread *t, const struct model *m, const struct ocheck *o,
+	       const uint8_t *img, struct i12_figs *f);
+
 /* gen.c */
 enum strat { ST_P, ST_N, ST_D1, ST_K1, ST_X, ST_T4K, ST_T512, ST_R, ST_S, ST_COUNT };
 extern const char *const strat_name[ST_COUNT];
 struct figures {
 	uint64_t gen[ST_COUNT], distinct[ST_COUNT], failing[ST_COUNT];
+	struct i12_figs i12;
 	uint64_t avail_loss;
 	uint64_t cuts, workloads, max_v, lints, workload_errors;
 	uint64_t states_sampled;

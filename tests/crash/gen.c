@@ -22,19 +22,12 @@
 const char *const strat_name[ST_COUNT] = { "P", "N", "D1", "K1", "X", "T4096", "T512", "R",
 					     "S" };
 
-#define NONE UINT64_MAX
 #define XMAX 10
 #define RCOUNT 16
 #define SAMPLE_EVERY 50
+#define I12_EVERY 20	/* I12: 5% of the contract states (seq-1: all) */
 #define SMAX 6		/* stale pool pages tried per cut */
 #define BASE_VER (NONE - 1)	/* stale version: the start image's page */
-
-struct gw {
-	uint64_t issue, cpl, dur;
-	uint64_t lba, n;
-	uint32_t io_id;
-	const uint8_t *data;		/* NULL: zeros */
-};
 
 struct piece {
 	uint32_t w, unit;
@@ -45,7 +38,7 @@ struct gen {
 	int widx;
 	const struct model *m;
 	struct run rep;
-	struct gw *ws;
+	struct logw *ws;
 	int nws;
 	uint8_t *dimg;
 	uint64_t cut, ndur, rng;
@@ -71,50 +64,9 @@ static uint64_t rnd(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-/* ------------------------------------------------------------ log → writes */
-
-static uint64_t find_issue(const struct rdev_event *ev, uint64_t j)
-{
-	for (uint64_t i = j; i-- > 0;)
-		if (ev[i].io_id == ev[j].io_id && ev[i].phase == RP_ISSUE)
-			return i;
-	return NONE;
-}
-
-static void flush_done(struct gen *g, uint64_t fissue, uint64_t j)
-{
-	for (int k = 0; k < g->nws; k++)
-		if (g->ws[k].cpl != NONE && g->ws[k].cpl < fissue && g->ws[k].dur == NONE)
-			g->ws[k].dur = j;
-}
-
-static void parse_log(struct gen *g, const struct rdev *r, uint64_t n)
-{
-	const struct rdev_event *ev = rdev_events(r, &n);
-
-	g->ws = calloc(n / 2 + 1, sizeof(*g->ws));
-	for (uint64_t i = 0; i < n; i++) {
-		const struct rdev_event *e = &ev[i];
-		bool wr = e->kind == RK_WRITE || e->kind == RK_UNMAP || e->kind == RK_ZEROES;
-
-		if (wr && e->phase == RP_ISSUE && e->nblocks > 0 && e->status == 0) {
-			g->ws[g->nws++] = (struct gw){ i, NONE, NONE, e->lba, e->nblocks,
-						       e->io_id, rdev_payload(r, e) };
-		} else if (wr && e->phase == RP_COMPLETE) {
-			for (int k = g->nws; k-- > 0;)
-				if (g->ws[k].io_id == e->io_id && g->ws[k].cpl == NONE) {
-					g->ws[k].cpl = i;
-					break;
-				}
-		} else if (e->kind == RK_FLUSH && e->phase == RP_COMPLETE && e->status == 0) {
-			flush_done(g, find_issue(ev, i), i);
-		}
-	}
-}
-
 /* --------------------------------------------------------------- images */
 
-static void apply_range(struct gen *g, const struct gw *w, uint64_t lo, uint64_t hi,
+static void apply_range(struct gen *g, const struct logw *w, uint64_t lo, uint64_t hi,
 			uint8_t *img, uint8_t *dirty)
 {
 	uint64_t a = BS_MAX(lo, w->lba), b = BS_MIN(hi, w->lba + w->n);
@@ -135,7 +87,7 @@ static void advance_durable(struct gen *g)
 	uint8_t *view = rdev_view(g->rep.r);
 
 	for (int k = 0; k < g->nws; k++) {
-		struct gw *w = &g->ws[k];
+		struct logw *w = &g->ws[k];
 
 		if (w->dur != NONE && w->dur < g->cut && w->dur >= g->ndur) {
 			apply_range(g, w, w->lba, w->lba + w->n, g->dimg, NULL);
@@ -213,15 +165,15 @@ static void pc_add(struct gen *g, uint32_t w, uint32_t unit)
 	g->pc[g->npc++] = (struct piece){ w, unit };
 }
 
-static uint32_t unit_lo(const struct gw *w, uint32_t upb) { return (uint32_t)(w->lba / upb); }
-static uint32_t unit_hi(const struct gw *w, uint32_t upb)
+static uint32_t unit_lo(const struct logw *w, uint32_t upb) { return (uint32_t)(w->lba / upb); }
+static uint32_t unit_hi(const struct logw *w, uint32_t upb)
 {
 	return (uint32_t)((w->lba + w->n - 1) / upb);
 }
 
 static void pc_write(struct gen *g, int vi, uint32_t upb)
 {
-	const struct gw *w = &g->ws[g->vol[vi]];
+	const struct logw *w = &g->ws[g->vol[vi]];
 
 	for (uint32_t u = unit_lo(w, upb); u <= unit_hi(w, upb); u++)
 		pc_add(g, (uint32_t)g->vol[vi], u);
@@ -266,6 +218,7 @@ static void emit(struct gen *g, int st, uint32_t upb)
 	struct ocheck o = { .cut = g->cut, .beyond = upb == 1 || g->stale_w != NONE,
 			    .stale = g->stale_w != NONE };
 	uint8_t *view = rdev_view(g->rep.r), *dirty = rdev_dirty(g->rep.r);
+	uint64_t i12_failing = g->f->i12.failing;
 
 	if (g->rp->on && (g->rp->cut != g->cut || g->rp->strat != st || g->rp->index != idx))
 		return;
@@ -281,7 +234,14 @@ static void emit(struct gen *g, int st, uint32_t upb)
 		apply_range(g, &g->ws[g->pc[i].w], (uint64_t)g->pc[i].unit * upb,
 			    (uint64_t)(g->pc[i].unit + 1) * upb, view, dirty);
 	apply_stale(g, view, dirty);
-	if (oracle_check(&g->rep, g->m, &o) != 0) {
+	if (!o.beyond && (g->rp->on || (g->wl->nsteps == 1 && !g->wl->w3) ||
+			  g->f->distinct[st] % I12_EVERY == 0))
+		dfail_run(g->rep.t, g->m, &o, view, &g->f->i12);
+	if (g->f->i12.failing != i12_failing) {
+		g->f->failing[st]++;
+		printf("  repro: --repro '%s|%" PRIu64 "|%s|%" PRIu64 "'\n", g->wl->name, g->cut,
+		       strat_name[st], idx);
+	} else if (oracle_check(&g->rep, g->m, &o) != 0) {
 		g->f->failing[st]++;
 		printf("FAIL %s\n  repro: --repro '%s|%" PRIu64 "|%s|%" PRIu64 "'\n", o.fail,
 		       g->wl->name, g->cut, strat_name[st], idx);
@@ -325,7 +285,7 @@ static void st_subsets(struct gen *g)
 /* Volatile writes before vi in full, then the units of vi selected by sel(). */
 static void torn_one(struct gen *g, int vi, uint32_t upb, int st, uint64_t bits, uint32_t k)
 {
-	const struct gw *w = &g->ws[g->vol[vi]];
+	const struct logw *w = &g->ws[g->vol[vi]];
 
 	g->npc = 0;
 	for (int i = 0; i < vi; i++)
@@ -339,7 +299,7 @@ static void torn_one(struct gen *g, int vi, uint32_t upb, int st, uint64_t bits,
 static void st_torn(struct gen *g, uint32_t upb, int st)
 {
 	for (int vi = 0; vi < g->nv; vi++) {
-		const struct gw *w = &g->ws[g->vol[vi]];
+		const struct logw *w = &g->ws[g->vol[vi]];
 		uint32_t k = unit_hi(w, upb) - unit_lo(w, upb) + 1;
 		uint64_t all = k >= 64 ? ~0ull : (1ull << k) - 1;
 
@@ -358,7 +318,7 @@ static void st_random(struct gen *g)
 	for (int r = 0; r < RCOUNT && g->nv > 0; r++) {
 		g->npc = 0;
 		for (int vi = 0; vi < g->nv; vi++) {
-			const struct gw *w = &g->ws[g->vol[vi]];
+			const struct logw *w = &g->ws[g->vol[vi]];
 
 			for (uint32_t u = unit_lo(w, 8); u <= unit_hi(w, 8); u++)
 				if (rnd(&g->rng) & 1)
@@ -431,7 +391,7 @@ static void do_cut(struct gen *g)
 	g->nv = 0;
 	advance_durable(g);
 	for (int k = 0; k < g->nws && g->nv < 1024; k++) {
-		const struct gw *w = &g->ws[k];
+		const struct logw *w = &g->ws[k];
 
 		if (w->issue < g->cut && !(w->dur != NONE && w->dur < g->cut))
 			g->vol[g->nv++] = k;
@@ -458,7 +418,7 @@ void gen_run(const struct workload *w, int widx, struct run *rec, const uint8_t 
 	const struct rdev_lints *l;
 
 	rdev_events(rec->r, &n);
-	parse_log(&g, rec->r, n);
+	g.ws = log_writes(rec->r, &g.nws);
 	g.rep.t = rec->t;
 	g.rep.m = rec->m;
 	g.rep.r = rdev_create(CT_DEV_BYTES / CT_BLOCK, CT_BLOCK, base, false);

@@ -144,6 +144,10 @@ static void add_figs(struct figures *s, const struct figures *f)
 	s->lints += f->lints;
 	s->workload_errors += f->workload_errors;
 	s->states_sampled += f->states_sampled;
+	s->i12.sampled += f->i12.sampled;
+	s->i12.states += f->i12.states;
+	s->i12.eio += f->i12.eio;
+	s->i12.failing += f->i12.failing;
 	for (int i = 0; i < W3_MAX; i++) {
 		s->w3_distinct[i] += f->w3_distinct[i];
 		s->w3_failing[i] += f->w3_failing[i];
@@ -203,6 +207,9 @@ static void print_figures(const struct figures *f, double wall, int jobs)
 	       ", lints %" PRIu64 ", I13/I14 samples %" PRIu64 ", beyond-contract availability losses %"
 	       PRIu64 "\n", f->workloads, f->workload_errors, f->cuts, f->max_v, f->lints,
 	       f->states_sampled, f->avail_loss);
+	printf("I12: %" PRIu64 " states' recoveries recorded, %" PRIu64 " double-failure images "
+	       "checked (%" PRIu64 " with -EIO during recovery), %" PRIu64 " failing\n",
+	       f->i12.sampled, f->i12.states, f->i12.eio, f->i12.failing);
 	printf("wall %.1f s, %d workers, %.0f distinct states/s\n", wall, jobs,
 	       wall > 0 ? (double)d / wall : 0.0);
 	printf("\n| W3 workload | states distinct | states failing |\n|---|---:|---:|\n");

@@ -1,0 +1,178 @@
+/*
+ * I12, recovery is idempotent and crash-safe (crash-testing.md 3.2 "Double
+ * failure", 3.3 I12), for a sample of crash states within the contract.
+ *
+ * The state's recovery is recorded on a device of its own. Then:
+ *  (i)  a second power cut during that recovery: at every cut of its log,
+ *       the images P (every issued write), N (the durable ones) and D1 (all
+ *       but one volatile write) over the crash state are loaded and checked
+ *       against the same model and cut (I1-I11). The last P image is
+ *       "recovered, then the power went": loading twice gives an allowed
+ *       state again. Images are deduplicated by the set of writes applied.
+ *  (ii) -EIO from the k-th write or flush of the recovery (k < I12_EIO_MAX):
+ *       the load fails cleanly or succeeds; the device as that attempt left
+ *       it then loads and checks.
+ * A state whose recovery writes nothing needs neither: its image is the one
+ * the main oracle checks.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crash.h"
+
+#define I12_MAX_WRITES 64	/* recoveries with more writes: (ii) only */
+#define I12_EIO_MAX 4
+#define I12_SEEN_MAX 256
+
+struct dfail {
+	struct bs_thread *t;
+	const struct model *m;
+	struct ocheck o;		/* the state's cut and flags, I13/I14 off */
+	const uint8_t *img;		/* the crash state */
+	uint8_t *buf;			/* image under test */
+	const struct logw *ws;
+	int nws;
+	uint64_t nev;
+	uint64_t seen[I12_SEEN_MAX];	/* write sets already checked */
+	int nseen;
+	struct i12_figs *f;
+	bool failed;
+};
+
+/* Load @p dev's image as it stands and check it; report a failure once. */
+static void df_check(struct dfail *d, struct rdev *r, const char *what, uint64_t arg)
+{
+	struct run y = { .t = d->t, .r = r, .m = (struct model *)d->m };
+	struct ocheck o = d->o;
+	int rc;
+
+	d->f->states++;
+	rc = oracle_check(&y, d->m, &o);
+	run_close_dev(&y);
+	if (rc == 0 || d->failed)
+		return;
+	d->failed = true;
+	d->f->failing++;
+	printf("FAIL I12 (%s %" PRIu64 " of the recovery): %s\n", what, arg, o.fail);
+}
+
+static bool df_seen(struct dfail *d, uint64_t set)
+{
+	for (int i = 0; i < d->nseen; i++)
+		if (d->seen[i] == set)
+			return true;
+	if (d->nseen < I12_SEEN_MAX)
+		d->seen[d->nseen++] = set;
+	return false;
+}
+
+/* The crash state plus the writes in @p set (bit k: write k), in issue order. */
+static void df_image(struct dfail *d, uint64_t set, uint64_t cut)
+{
+	struct rdev *r;
+
+	if (set == 0 || df_seen(d, set))
+		return;
+	memcpy(d->buf, d->img, CT_DEV_BYTES);
+	for (int k = 0; k < d->nws; k++) {
+		const struct logw *w = &d->ws[k];
+
+		if (!(set & (1ull << k)))
+			continue;
+		if (w->data != NULL)
+			memcpy(d->buf + w->lba * CT_BLOCK, w->data, w->n * CT_BLOCK);
+		else
+			memset(d->buf + w->lba * CT_BLOCK, 0, w->n * CT_BLOCK);
+	}
+	r = rdev_create(CT_DEV_BYTES / CT_BLOCK, CT_BLOCK, d->buf, false);
+	if (r == NULL)
+		abort();
+	df_check(d, r, "cut", cut);
+	rdev_free(r);
+}
+
+/* (i): P, N and D1 at cut @p c of the recovery's log. */
+static void df_cut(struct dfail *d, uint64_t c)
+{
+	uint64_t dur = 0, vol = 0;
+
+	for (int k = 0; k < d->nws; k++) {
+		const struct logw *w = &d->ws[k];
+
+		if (w->dur != NONE && w->dur < c)
+			dur |= 1ull << k;
+		else if (w->issue < c)
+			vol |= 1ull << k;
+	}
+	df_image(d, dur | vol, c);
+	df_image(d, dur, c);
+	for (int k = 0; k < d->nws; k++)
+		if (vol & (1ull << k))
+			df_image(d, dur | (vol & ~(1ull << k)), c);
+}
+
+/* (ii): the k-th recovery write or flush fails with -EIO. */
+static void df_eio(struct dfail *d, uint64_t k)
+{
+	struct rdev *r = rdev_create(CT_DEV_BYTES / CT_BLOCK, CT_BLOCK, d->img, false);
+	struct run y = { .t = d->t, .r = r, .m = (struct model *)d->m };
+
+	if (r == NULL)
+		abort();
+	rdev_fail_after(r, k);
+	if (run_load(&y) == 0)
+		run_abandon(&y);
+	rdev_fail_off(r);
+	d->f->eio++;
+	df_check(d, r, "-EIO at write/flush", k);
+	rdev_free(r);
+}
+
+/* Record the recovery of @p d->img; false if it wrote nothing or failed. */
+static bool df_record(struct dfail *d, struct rdev **rec)
+{
+	struct run x = { .t = d->t, .m = (struct model *)d->m };
+	int rc;
+
+	x.r = rdev_create(CT_DEV_BYTES / CT_BLOCK, CT_BLOCK, d->img, true);
+	if (x.r == NULL)
+		abort();
+	rc = run_load(&x);
+	if (rc == 0)
+		run_abandon(&x); /* the second power cut: right after recovery */
+	run_close_dev(&x);
+	*rec = x.r;
+	if (rc != 0)
+		return false; /* I1: the main oracle reports it */
+	d->ws = log_writes(x.r, &d->nws);
+	rdev_events(x.r, &d->nev);
+	return d->nws > 0;
+}
+
+void dfail_run(struct bs_thread *t, const struct model *m, const struct ocheck *o,
+	       const uint8_t *img, struct i12_figs *f)
+{
+	struct dfail d = { .t = t, .m = m, .o = *o, .img = img, .f = f };
+	struct rdev *rec = NULL;
+	uint64_t nio = 0;
+
+	d.o.sample = false;
+	f->sampled++;
+	if (df_record(&d, &rec)) {
+		d.buf = ct_buf(CT_DEV_BYTES);
+		for (uint64_t c = 1; d.nws <= I12_MAX_WRITES && c <= d.nev; c++)
+			df_cut(&d, c);
+		for (uint64_t i = 0; i < d.nev; i++) {
+			const struct rdev_event *e = &rdev_events(rec, &d.nev)[i];
+
+			nio += e->phase == RP_ISSUE && e->kind != RK_READ;
+		}
+		for (uint64_t k = 0; k < nio && k < I12_EIO_MAX; k++)
+			df_eio(&d, k);
+		free(d.buf);
+	}
+	free((void *)d.ws);
+	rdev_free(rec);
+}

@@ -334,6 +334,35 @@ void bs_blob_decouple_parent(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn
 void bs_blob_set_parent(struct bs_store *bs, bs_blob_id id, bs_blob_id parent,
 			bs_cpl_fn cb_fn, void *cb_arg);
 
+/** Progress of a long operation: @p done of @p total units (clusters) finished. */
+typedef void (*bs_progress_fn)(void *arg, uint64_t done_clusters, uint64_t total_clusters);
+
+/**
+ * Shallow copy: copy every cluster that the read-only blob @p id owns itself
+ * (not those its ancestors serve) to the same byte offset (cluster index *
+ * cluster size) of device @p dst. Other ranges of @p dst are not touched.
+ * Reads go through the store's device, writes through a channel of @p dst
+ * taken on the metadata thread; at most 4 clusters are in flight, with
+ * buffers allocated at the start. The blob stays open-able and readable
+ * meanwhile; the copy holds a reference on it, so deleting it (or merging
+ * an ancestor into it) fails with -EBUSY until the copy completes, and so
+ * does bs_unload(). @p progress_fn (may be NULL) runs on the metadata
+ * thread after each copied cluster with increasing counts, the last call
+ * with done == total (no call if the blob owns no cluster).
+ * Errors: -ENOENT (no such blob, or hidden), -EPERM (blob writable, or its
+ * read-only flag not synced yet; not on the metadata thread), -EINVAL (NULL
+ * argument, @p dst is the store's device, block sizes differ, @p dst
+ * smaller than the blob), -ESHUTDOWN (unloading), -ENOMEM, -EIO or another
+ * -errno from a device (first error wins; no new IO is issued after it and
+ * the callback runs once the IO in flight has completed).
+ * Callback: on the metadata thread, never inline.
+ * Durable: the copied clusters on @p dst (flushed), when it reports 0.
+ * Nothing in the store changes.
+ */
+void bs_blob_shallow_copy(struct bs_store *bs, bs_blob_id id, struct bs_dev *dst,
+			  bs_progress_fn progress_fn, void *progress_arg,
+			  bs_cpl_fn cb_fn, void *cb_arg);
+
 /** Parent of @p id (0 if none) from the store's parent table. 0, -ENOENT. Sync. */
 int bs_blob_get_parent(struct bs_store *bs, bs_blob_id id, bs_blob_id *parent);
 

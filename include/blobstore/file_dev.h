@@ -12,6 +12,19 @@
  * an unwritten extent convert it, at about half the IOPS on ext4); unmap is
  * fallocate(PUNCH_HOLE) on a file and BLKDISCARD on a block device.
  *
+ * Copy offload (struct bs_dev_ops.copy, bs_dev_has_copy()): on a regular
+ * file, a copy within the device is copy_file_range() from the file to
+ * itself, which on btrfs and XFS shares the extents (a reflink: no data
+ * moves) and elsewhere makes the kernel copy the bytes (no trip through
+ * user space, but a real copy). bs_file_dev_opts.copy chooses whether the
+ * device offers it: AUTO only on btrfs and XFS, where it is cheap; ON on any
+ * regular file; OFF never. Block devices and read-only devices never offer
+ * it. Without it, callers copy with read and write (the blob layer does).
+ * The copy runs synchronously inside the submit call (io_uring has no
+ * copy_file_range opcode), so the channel's thread blocks for it, and its
+ * completion is delivered on a later poll like any other. Durable, like a
+ * write, once a flush issued after its completion has completed.
+ *
  * Where io_uring cannot be set up (ENOSYS, EPERM: some containers forbid it)
  * the same device is served by a plain pread/pwrite backend, with one log
  * line saying so. It can be forced with BS_FILE_BACKEND_PSYNC or with the
@@ -37,6 +50,13 @@ enum bs_file_backend {
 	BS_FILE_BACKEND_PSYNC = 2,	/* pread/pwrite */
 };
 
+/** Whether the device offers copy offload (see the comment at the top). */
+enum bs_file_copy {
+	BS_FILE_COPY_AUTO = 0,		/* on regular files on btrfs and XFS only */
+	BS_FILE_COPY_ON = 1,		/* on any regular file; a block device: -EINVAL */
+	BS_FILE_COPY_OFF = 2,		/* never */
+};
+
 struct bs_file_dev_opts {
 	size_t opts_size;		/* sizeof(struct bs_file_dev_opts) */
 	/* Logical block size: 0 = the device's (block device) or 4096 (file).
@@ -50,7 +70,8 @@ struct bs_file_dev_opts {
 	/* Refuse devices smaller than this many bytes (default: one block). */
 	uint64_t min_size;
 	enum bs_file_backend backend;
-	bool read_only;
+	bool read_only;			/* a read-only device never offers copy */
+	enum bs_file_copy copy;		/* copy offload, default AUTO */
 };
 
 /** Fill @p opts with defaults. */
@@ -60,7 +81,9 @@ void bs_file_dev_opts_init(struct bs_file_dev_opts *opts);
  * Open @p path as a device. Synchronous.
  * @return 0 and *@p out, or with one log line: -ENOENT (missing), -EISDIR
  *         (a directory), -ENODEV (neither file nor block device), -EINVAL
- *         (unsupported block size, size not a multiple of it, bad options),
+ *         (unsupported block size, size not a multiple of it, bad options,
+ *         copy ON on a block device), -EOPNOTSUPP/-ENOSYS/-EXDEV (copy ON
+ *         but copy_file_range refused on this file),
  *         -ENOSPC (smaller than min_size), -ENOSYS/-EPERM (io_uring forced
  *         but unavailable), or another -errno from open/ioctl.
  */

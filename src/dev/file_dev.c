@@ -7,7 +7,8 @@
  *     ->  probe the O_DIRECT alignment and, for a block device, its sizes
  *     ->  choose and check the block length
  *     ->  create/extend a file to create_size (fallocate, else ftruncate)
- *     ->  check the size  ->  pick the backend  ->  fill and register.
+ *     ->  check the size  ->  pick the backend  ->  decide on copy offload
+ *     ->  fill and register.
  *
  * Every failure returns -errno after exactly one LOG_ERR line that names the
  * path and the reason; the helper that detects the failure prints it.
@@ -46,6 +47,7 @@ struct filedev_cfg {
 	uint64_t min_size;		/* 0 = one block */
 	enum bs_file_backend backend;
 	bool read_only;
+	enum bs_file_copy copy;
 };
 
 /* What the open descriptor told us. */
@@ -114,9 +116,10 @@ static int filedev_cfg_init(const char *path, const struct bs_file_dev_opts *opt
 	}
 	if (o.queue_depth == 0)
 		o.queue_depth = FILEDEV_DEFAULT_QD;
-	if (o.queue_depth > FILEDEV_MAX_QD || (unsigned)o.backend > BS_FILE_BACKEND_PSYNC) {
-		LOG_ERR("%s: cannot open: bad options (queue_depth %u, backend %d)",
-			path, o.queue_depth, (int)o.backend);
+	if (o.queue_depth > FILEDEV_MAX_QD || (unsigned)o.backend > BS_FILE_BACKEND_PSYNC ||
+	    (unsigned)o.copy > BS_FILE_COPY_OFF) {
+		LOG_ERR("%s: cannot open: bad options (queue_depth %u, backend %d, copy %d)",
+			path, o.queue_depth, (int)o.backend, (int)o.copy);
 		return -EINVAL;
 	}
 	if (o.read_only && o.create_size != 0) {
@@ -126,7 +129,7 @@ static int filedev_cfg_init(const char *path, const struct bs_file_dev_opts *opt
 	*cfg = (struct filedev_cfg){
 		.path = path, .block_len = o.block_len, .queue_depth = o.queue_depth,
 		.create_size = o.create_size, .min_size = o.min_size,
-		.backend = o.backend, .read_only = o.read_only,
+		.backend = o.backend, .read_only = o.read_only, .copy = o.copy,
 	};
 	filedev_apply_env(cfg);
 	return 0;
@@ -426,10 +429,11 @@ static int filedev_pick_backend(const struct filedev_cfg *cfg,
 	return rc;
 }
 
-/* Fill the generic device fields. */
+/* Fill the generic device fields; the device's ops table is the backend's,
+ * with the copy op added if @p copy. */
 static void filedev_fill(struct filedev *fdev, const struct filedev_cfg *cfg,
 			 const struct filedev_geo *geo, uint32_t block_len,
-			 const struct bs_dev_ops *ops)
+			 const struct bs_dev_ops *ops, bool copy)
 {
 	struct bs_dev *dev = &fdev->dev;
 	uint32_t phys = geo->phys_len;
@@ -437,7 +441,11 @@ static void filedev_fill(struct filedev *fdev, const struct filedev_cfg *cfg,
 	fdev->is_bdev = geo->is_bdev;
 	fdev->queue_depth = cfg->queue_depth;
 	fdev->max_xfer = FILEDEV_MAX_XFER;
-	dev->ops = ops;
+	fdev->backend = ops;
+	fdev->ops = *ops;
+	if (copy)
+		fdev->ops.copy = filedev_copy;
+	dev->ops = &fdev->ops;
 	snprintf(dev->name, sizeof(dev->name), "%s", cfg->path);
 	dev->block_len = block_len;
 	dev->block_count = geo->size / block_len;
@@ -472,6 +480,7 @@ static int filedev_setup(struct filedev *fdev, const struct filedev_cfg *cfg)
 	const struct bs_dev_ops *ops;
 	struct filedev_geo geo;
 	uint32_t block_len;
+	bool copy;
 	int rc;
 
 	rc = filedev_probe(cfg->path, fdev->fd, &geo);
@@ -486,7 +495,10 @@ static int filedev_setup(struct filedev *fdev, const struct filedev_cfg *cfg)
 	if (rc == 0)
 		rc = filedev_pick_backend(cfg, &ops);
 	if (rc == 0)
-		filedev_fill(fdev, cfg, &geo, block_len, ops);
+		rc = filedev_copy_choose(cfg->path, fdev->fd, geo.is_bdev, cfg->read_only,
+					 cfg->copy, &copy);
+	if (rc == 0)
+		filedev_fill(fdev, cfg, &geo, block_len, ops, copy);
 	return rc;
 }
 
@@ -545,10 +557,11 @@ int bs_file_dev_open(const char *path, const struct bs_file_dev_opts *opts,
 	rc = bs_dev_register(&fdev->dev);	/* logs its own failure */
 	if (rc != 0)
 		goto out_free_zero_buf;
-	LOG_INFO("%s: opened (%s, %llu blocks of %u bytes, %s)", path,
+	LOG_INFO("%s: opened (%s, %llu blocks of %u bytes, %s%s)", path,
 		 fdev->is_bdev ? "block device" : "file",
 		 (unsigned long long)fdev->dev.block_count, fdev->dev.block_len,
-		 bs_file_dev_backend(&fdev->dev));
+		 bs_file_dev_backend(&fdev->dev),
+		 bs_dev_has_copy(&fdev->dev) ? ", copy offload" : "");
 	*out = &fdev->dev;
 	return 0;
 
@@ -563,13 +576,14 @@ out_free:
 
 const char *bs_file_dev_backend(const struct bs_dev *dev)
 {
-	if (dev == NULL)
+	const struct filedev *fdev;
+
+	/* Every file device, and only a file device, is destroyed by
+	 * filedev_destroy: that makes the downcast safe. */
+	if (dev == NULL || dev->ops->destroy != filedev_destroy)
 		return NULL;
-	if (dev->ops == &uringdev_ops)
-		return "io_uring";
-	if (dev->ops == &psyncdev_ops)
-		return "psync";
-	return NULL;
+	fdev = BS_CONTAINER_OF(dev, struct filedev, dev);
+	return fdev->backend == &uringdev_ops ? "io_uring" : "psync";
 }
 
 /* ------------------------------------------------------------------------

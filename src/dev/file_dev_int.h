@@ -3,10 +3,12 @@
  *  - file_dev.c   opens the path, probes the geometry, picks a backend and
  *                 owns the device object (struct filedev);
  *  - uring_dev.c  io_uring backend (one ring and one poller per channel);
- *  - psync_dev.c  synchronous preadv/pwritev fallback.
+ *  - psync_dev.c  synchronous preadv/pwritev fallback;
+ *  - file_copy.c  copy offload (copy_file_range) and whether to offer it.
  *
  * Both backends share the device object, its destroy function, the iovec
- * cursor used to resume a short transfer and the synchronous BLKDISCARD.
+ * cursor used to resume a short transfer, the synchronous BLKDISCARD and
+ * the synchronous copy.
  */
 #ifndef BS_DEV_FILE_DEV_INT_H
 #define BS_DEV_FILE_DEV_INT_H
@@ -29,6 +31,10 @@
 /* A file or block device opened by bs_file_dev_open(). */
 struct filedev {
 	struct bs_dev dev;		/* first: the generic layer's handle */
+	/* dev.ops points here: the backend's table, plus .copy when the device
+	 * offers copy offload (bs_file_dev_opts.copy). */
+	struct bs_dev_ops ops;
+	const struct bs_dev_ops *backend;	/* &uringdev_ops or &psyncdev_ops */
 	int fd;
 	bool is_bdev;
 	uint32_t queue_depth;		/* per channel */
@@ -108,6 +114,18 @@ void filedev_iov_cursor(const struct bs_dev_io *io, uint64_t done,
 /* BLKDISCARD bytes [off, off + len) of a block device, synchronously.
  * Returns 0 or -errno; a device without discard support counts as done. */
 int filedev_discard(struct filedev *fdev, uint64_t off, uint64_t len);
+
+/*
+ * Should the device at @p fd (named @p path) offer copy offload under
+ * @p mode? Sets *@p on. 0, or -errno with one log line: -EINVAL for ON on a
+ * block device, the error of a probing copy_file_range for ON on a file
+ * that refuses it (under AUTO such a file gets no offload and a notice).
+ */
+int filedev_copy_choose(const char *path, int fd, bool is_bdev, bool read_only,
+			enum bs_file_copy mode, bool *on);
+
+/* ops->copy of both backends: copy_file_range within the file. */
+void filedev_copy(struct bs_dev *dev, void *ch_ctx, struct bs_dev_io *io);
 
 /* ops->destroy of both backends: close the descriptor, free the device. */
 void filedev_destroy(struct bs_dev *dev);

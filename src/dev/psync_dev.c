@@ -3,7 +3,8 @@
  * hosts without a usable io_uring, and a reference for its semantics.
  *
  * Every op runs synchronously inside the submit call (preadv/pwritev,
- * fdatasync, fallocate, BLKDISCARD) and completes through
+ * fdatasync, fallocate, BLKDISCARD, copy_file_range when the device offers
+ * copy, see file_copy.c) and completes through
  * bs_dev_io_complete_deferred(), so the callback still runs on a later poll
  * and never inline. The thread blocks for the duration of each IO; there is
  * no queue and no per-channel state.
@@ -134,5 +135,6 @@ const struct bs_dev_ops psyncdev_ops = {
 	.flush = psyncdev_flush,
 	.write_zeroes = psyncdev_write_zeroes,
 	.unmap = psyncdev_unmap,
+	/* .copy = filedev_copy is added per device (bs_file_dev_opts.copy) */
 	.destroy = filedev_destroy,
 };

@@ -39,6 +39,8 @@
  * flush is IORING_OP_FSYNC (datasync), write_zeroes is fallocate
  * ZERO_RANGE, unmap is fallocate PUNCH_HOLE on a file and BLKDISCARD on a
  * block device (see uringdev_unmap() for why that one is synchronous).
+ * copy, when the device offers it, is a synchronous copy_file_range shared
+ * with the psync backend (file_copy.c: io_uring has no opcode for it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -550,5 +552,6 @@ const struct bs_dev_ops uringdev_ops = {
 	.flush = uringdev_submit,
 	.write_zeroes = uringdev_submit,
 	.unmap = uringdev_unmap,
+	/* .copy = filedev_copy is added per device (bs_file_dev_opts.copy) */
 	.destroy = filedev_destroy,
 };

@@ -14,7 +14,10 @@
  * errors (each exactly one error line), backend choice by options, by
  * BLOBSTORE_IO and by fallback when io_uring is forbidden (a seccomp filter
  * in a child process), and a raw loop block device set up by the test
- * itself. Cases that cannot run here (no io_uring, no loop devices) are
+ * itself. Copy offload (bs_file_dev_opts.copy): copies forced on (ON) on
+ * both backends, bad copies, which modes offer the op on which file
+ * systems, ON refused on a loop device and where copy_file_range is
+ * forbidden (seccomp, in a child process). Cases that cannot run here (no io_uring, no loop devices) are
  * skipped with the reason printed.
  */
 #include <errno.h>
@@ -25,6 +28,7 @@
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
+#include <linux/magic.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,6 +40,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -208,12 +213,17 @@ static void require_uring(void)
 struct fx_param {
 	enum bs_file_backend backend;
 	uint32_t block_len;
+	enum bs_file_copy copy;
 };
 
 static const struct fx_param p_uring_512 = { BS_FILE_BACKEND_URING, 512 };
 static const struct fx_param p_uring_4k = { BS_FILE_BACKEND_URING, 4096 };
 static const struct fx_param p_psync_512 = { BS_FILE_BACKEND_PSYNC, 512 };
 static const struct fx_param p_psync_4k = { BS_FILE_BACKEND_PSYNC, 4096 };
+static const struct fx_param p_uring_512_copy = { BS_FILE_BACKEND_URING, 512, BS_FILE_COPY_ON };
+static const struct fx_param p_uring_4k_copy = { BS_FILE_BACKEND_URING, 4096, BS_FILE_COPY_ON };
+static const struct fx_param p_psync_512_copy = { BS_FILE_BACKEND_PSYNC, 512, BS_FILE_COPY_ON };
+static const struct fx_param p_psync_4k_copy = { BS_FILE_BACKEND_PSYNC, 4096, BS_FILE_COPY_ON };
 
 struct fx {
 	const struct fx_param *p;
@@ -262,6 +272,7 @@ static int fx_setup(void **state)
 	o.queue_depth = FX_QD;
 	o.create_size = FX_BYTES;
 	o.backend = p->backend;
+	o.copy = p->copy;
 	assert_int_equal(bs_file_dev_open(fx->path, &o, &fx->dev), 0);
 	assert_string_equal(bs_file_dev_backend(fx->dev),
 			    p->backend == BS_FILE_BACKEND_URING ? "io_uring" : "psync");
@@ -309,6 +320,7 @@ struct fx_io {
 	struct iovec *iov;
 	int iovcnt;
 	uint64_t lba, count;
+	uint64_t src_lba;	/* BS_IO_COPY: lba is the destination */
 	struct bs_dev_io io;
 	struct th_cpl cpl;
 	bool inline_done;	/* completed before the submit call returned */
@@ -341,6 +353,9 @@ static void fx_io_start(struct fx_io *x)
 		break;
 	case BS_IO_UNMAP:
 		bs_dev_unmap(x->ch, io, x->lba, x->count, th_cpl_fn, &x->cpl);
+		break;
+	case BS_IO_COPY:
+		bs_dev_copy(x->ch, io, x->lba, x->src_lba, x->count, th_cpl_fn, &x->cpl);
 		break;
 	default:
 		fail();
@@ -384,6 +399,13 @@ static int fx_rwv(struct fx *fx, enum bs_io_type type, struct iovec *iov, int io
 static int fx_range_op(struct fx *fx, enum bs_io_type type, uint64_t lba, uint64_t n)
 {
 	struct fx_io x = { .type = type, .lba = lba, .count = n };
+
+	return io_run(fx->t, fx->ch, &x);
+}
+
+static int fx_copy(struct fx *fx, uint64_t dst, uint64_t src, uint64_t n)
+{
+	struct fx_io x = { .type = BS_IO_COPY, .lba = dst, .src_lba = src, .count = n };
 
 	return io_run(fx->t, fx->ch, &x);
 }
@@ -1138,6 +1160,218 @@ static void test_loop_device(void **state)
 }
 
 /* ------------------------------------------------------------------------
+ * Copy offload (bs_file_dev_opts.copy)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Copies forced on (ON, here usually ext4: an in-kernel copy): one default
+ * cluster (1 MiB), an odd length next to its source, and a copy pushed
+ * through the short-copy loop by a one-block transfer limit. Each completes
+ * once and not inline (io_run), and the data is checked through the device
+ * and through an independent buffered read.
+ */
+static void test_copy_roundtrip(void **state)
+{
+	struct fx *fx = fx_get(state);
+	uint64_t n = (1u << 20) / fx->bl;
+	uint8_t *wbuf = xalloc(1u << 20), *rbuf = xalloc(1u << 20);
+
+	assert_true(bs_dev_has_copy(fx->dev));
+	th_fill(wbuf, 1u << 20, 21);
+	assert_int_equal(fx_rw(fx, BS_IO_WRITE, wbuf, 0, n), 0);
+	assert_int_equal(fx_copy(fx, 2 * n, 0, n), 0);
+	memset(rbuf, 0, 1u << 20);
+	assert_int_equal(fx_rw(fx, BS_IO_READ, rbuf, 2 * n, n), 0);
+	assert_memory_equal(rbuf, wbuf, 1u << 20);
+	raw_check(fx->raw_fd, fx->bl, 2 * n, n, wbuf);
+
+	assert_int_equal(fx_copy(fx, n, 5, 7), 0);		/* touches, no overlap */
+	raw_check(fx->raw_fd, fx->bl, n, 7, wbuf + 5 * fx->bl);
+	raw_check(fx->raw_fd, fx->bl, 0, n, wbuf);		/* source unchanged */
+
+	filedev_from_dev(fx->dev)->max_xfer = fx->bl;
+	assert_int_equal(fx_copy(fx, 3 * n, 16, 16), 0);
+	filedev_from_dev(fx->dev)->max_xfer = FILEDEV_MAX_XFER;
+	assert_int_equal(fx_range_op(fx, BS_IO_FLUSH, 0, 0), 0);
+	raw_check(fx->raw_fd, fx->bl, 3 * n, 16, wbuf + 16 * fx->bl);
+	free(wbuf);
+	free(rbuf);
+}
+
+/* Bad copies: -errno on a later poll with one log line each; a copy whose
+ * source meets the end of a file shrunk behind our back fails with -EIO. */
+static void test_copy_bad(void **state)
+{
+	struct fx *fx = fx_get(state);
+	uint64_t end = fx->nblocks;
+	struct log_cap cap;
+
+	log_cap_start(&cap);
+	assert_int_equal(fx_copy(fx, 8, 0, 0), -EINVAL);		/* zero length */
+	assert_int_equal(fx_copy(fx, end - 1, 0, 2), -ERANGE);	/* dst past the end */
+	assert_int_equal(fx_copy(fx, 0, end - 1, 2), -ERANGE);	/* src past the end */
+	assert_int_equal(fx_copy(fx, UINT64_MAX, 0, 2), -ERANGE);
+	assert_int_equal(fx_copy(fx, 4, 0, 8), -EINVAL);		/* overlap */
+	assert_int_equal(fx_copy(fx, 0, 4, 8), -EINVAL);
+	assert_int_equal(fx_copy(fx, 4, 4, 1), -EINVAL);
+	assert_int_equal(cap.count[BS_LOG_ERROR], 7);
+	log_cap_stop();
+	file_set_size(fx->path, (off_t)((end - 4) * fx->bl));
+	assert_int_equal(fx_copy(fx, 0, end - 8, 8), -EIO);
+	file_set_size(fx->path, FX_BYTES);
+	assert_int_equal(fx_copy(fx, 0, 8, 8), 0);		/* still works */
+}
+
+/* Open @p path with copy @p mode; the device's bs_dev_has_copy(). */
+static bool open_has_copy(const char *path, enum bs_file_copy mode, bool read_only)
+{
+	struct bs_thread *t = bs_thread_create("copy");
+	struct bs_file_dev_opts o;
+	struct bs_dev *dev;
+	bool has;
+
+	bs_file_dev_opts_init(&o);
+	o.copy = mode;
+	o.read_only = read_only;
+	assert_int_equal(bs_file_dev_open(path, &o, &dev), 0);
+	has = bs_dev_has_copy(dev);
+	dev_close_on(t, dev);
+	th_thread_finish(t);
+	return has;
+}
+
+/* statfs f_type of the file system holding @p path. */
+static unsigned long fs_type(const char *path)
+{
+	struct statfs sfs;
+
+	assert_int_equal(statfs(path, &sfs), 0);
+	return (unsigned long)sfs.f_type;
+}
+
+/* Does the file system of @p path share extents on a copy within a file? */
+static bool fs_reflinks(const char *path)
+{
+	unsigned long type = fs_type(path);
+
+	return type == BTRFS_SUPER_MAGIC || type == XFS_SUPER_MAGIC;
+}
+
+/* AUTO, ON and OFF on the test directory's file system and on tmpfs. */
+static void copy_modes_on(const char *path)
+{
+	bool reflinks = fs_reflinks(path);
+
+	print_message("copy modes on %s: f_type %#lx, %s\n", path, fs_type(path),
+		      reflinks ? "reflinks (AUTO offers copy)" : "no reflinks (AUTO does not)");
+	assert_int_equal(open_has_copy(path, BS_FILE_COPY_AUTO, false), reflinks);
+	assert_true(open_has_copy(path, BS_FILE_COPY_ON, false));
+	assert_false(open_has_copy(path, BS_FILE_COPY_OFF, false));
+	assert_false(open_has_copy(path, BS_FILE_COPY_ON, true));	/* read-only */
+	assert_false(open_has_copy(path, BS_FILE_COPY_AUTO, true));
+}
+
+static void test_copy_modes(void **state)
+{
+	struct bs_file_dev_opts o;
+	char path[PATH_MAX], shm[] = "/dev/shm/bs_file_dev_copy_XXXXXX";
+	int fd;
+
+	tmp_file(path, sizeof(path), "copy");
+	file_set_size(path, 65536);
+	copy_modes_on(path);
+	bs_file_dev_opts_init(&o);
+	o.copy = (enum bs_file_copy)3;
+	expect_open_err(path, &o, -EINVAL);
+	/* A caller built before the field existed gets AUTO. */
+	o.opts_size = offsetof(struct bs_file_dev_opts, copy);
+	assert_int_equal(open_has_copy(path, BS_FILE_COPY_AUTO, false), fs_reflinks(path));
+	unlink(path);
+
+	fd = mkstemp(shm);
+	if (fd < 0 || fs_type(shm) != TMPFS_MAGIC) {
+		print_message("skipping the tmpfs part: no tmpfs at /dev/shm\n");
+	} else {
+		assert_int_equal(ftruncate(fd, 65536), 0);
+		copy_modes_on(shm);
+	}
+	if (fd >= 0) {
+		close(fd);
+		unlink(shm);
+	}
+}
+
+/*
+ * Where copy_file_range is forbidden (a seccomp filter in a child process
+ * makes it fail with ENOSYS, as an old kernel would), ON fails the open with
+ * that error and one error line. The child reports through its exit code.
+ */
+static int child_no_copy_file_range(const char *path)
+{
+	struct sock_filter filt[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_copy_file_range, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = BS_ARRAY_SIZE(filt), .filter = filt };
+	struct bs_file_dev_opts o;
+	struct bs_dev *dev;
+	struct log_cap cap;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+		return 10;
+	bs_file_dev_opts_init(&o);
+	o.copy = BS_FILE_COPY_ON;
+	log_cap_start(&cap);
+	if (bs_file_dev_open(path, &o, &dev) != -ENOSYS)
+		return 11;
+	if (cap.count[BS_LOG_ERROR] != 1 || strstr(cap.last_err, path) == NULL)
+		return 12;
+	return 0;
+}
+
+static void test_copy_on_forbidden(void **state)
+{
+	char path[PATH_MAX];
+	int status;
+	pid_t pid;
+
+	tmp_file(path, sizeof(path), "nocfr");
+	file_set_size(path, 65536);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(child_no_copy_file_range(path));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	unlink(path);
+}
+
+/* ON is refused on a block device; AUTO opens it without copy. */
+static void test_copy_on_loop_device(void **state)
+{
+	struct bs_file_dev_opts o;
+	struct loopdev l;
+	const char *why;
+	int rc;
+
+	rc = loop_attach(&l, 1u << 20, &why);
+	if (rc != 0) {
+		print_message("skipping loop device copy test: %s: %s\n", why, strerror(-rc));
+		skip();
+	}
+	bs_file_dev_opts_init(&o);
+	o.copy = BS_FILE_COPY_ON;
+	expect_open_err(l.path, &o, -EINVAL);
+	assert_false(open_has_copy(l.path, BS_FILE_COPY_AUTO, false));
+	assert_false(open_has_copy(l.path, BS_FILE_COPY_OFF, false));
+	loop_detach(&l);
+}
+
+/* ------------------------------------------------------------------------
  * Open: options, errors, backend choice
  * ------------------------------------------------------------------------ */
 
@@ -1409,6 +1643,8 @@ static void test_iov_cursor(void **state)
 	{ #fn "/" #p, fn, fx_setup, fx_teardown, (void *)&(p) }
 #define FX_TESTS(fn) FX_TEST(fn, p_uring_512), FX_TEST(fn, p_uring_4k), \
 		     FX_TEST(fn, p_psync_512), FX_TEST(fn, p_psync_4k)
+#define FX_COPY_TESTS(fn) FX_TEST(fn, p_uring_512_copy), FX_TEST(fn, p_uring_4k_copy), \
+			  FX_TEST(fn, p_psync_512_copy), FX_TEST(fn, p_psync_4k_copy)
 #define BE_TEST(fn, p) { #fn "/" #p, fn, NULL, NULL, (void *)&(p) }
 #define BE_TESTS(fn) BE_TEST(fn, p_uring_4k), BE_TEST(fn, p_psync_4k)
 
@@ -1430,6 +1666,11 @@ int main(void)
 		FX_TEST(test_poll_handoff, p_psync_4k),
 		BE_TESTS(test_two_reactors),
 		BE_TESTS(test_loop_device),
+		FX_COPY_TESTS(test_copy_roundtrip),
+		FX_COPY_TESTS(test_copy_bad),
+		cmocka_unit_test(test_copy_modes),
+		cmocka_unit_test(test_copy_on_loop_device),
+		cmocka_unit_test(test_copy_on_forbidden),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_open_fields),
 		cmocka_unit_test(test_open_long_name),

@@ -2,12 +2,16 @@
  * Snapshot suite: snapshot and copy-on-write, clones, read routing through
  * chains, inflate, decouple, set parent, deletes with 0, 1 and several
  * clones, bad input; every arrangement checked again after a clean reload
- * and after a power cut. Runs with 512 B and 4 KiB blocks.
+ * and after a power cut. Runs with 512 B and 4 KiB blocks. Also COW and
+ * inflate through the copy offload of a file device (copy forced on).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <blobstore/file_dev.h>
 
 #include "store_env.h"
 
@@ -520,6 +524,112 @@ static void test_D13_power_cut_sweeps(void **state)
 	assert_int_equal(env_init_store(e, NULL), 0);
 }
 
+/* ------------------------------------------------------------------------
+ * Copy offload on a file device (bs_file_dev_opts.copy = ON)
+ * ------------------------------------------------------------------------ */
+
+/* A store geometry plus the file backend to run it on. */
+struct file_param {
+	struct store_param sp;		/* first: the fixture's *state */
+	enum bs_file_backend backend;
+};
+
+static const struct file_param g_file_params[] = {
+	{ { 512, 64 * 1024, 32ull << 20 }, BS_FILE_BACKEND_PSYNC },
+	{ { 4096, 1024 * 1024, 32ull << 20 }, BS_FILE_BACKEND_URING },
+};
+
+/* The env with its RAM device swapped for a file device (already unlinked,
+ * the descriptor keeps it) that offers copy offload, and an empty store. */
+static int setup_file_copy(void **state)
+{
+	const struct file_param *p = *state;
+	struct bs_file_dev_opts o;
+	struct store_env *e;
+	struct th_cpl c = { 0 };
+	char path[4096];
+	int fd;
+
+	env_fixture_setup(state);
+	e = *state;
+	bs_dev_close(e->dev, th_cpl_fn, &c);
+	assert_int_equal(env_wait(e, &c), 0);
+	snprintf(path, sizeof(path), "%s/snapshot_copy_XXXXXX", th_test_dir());
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	bs_file_dev_opts_init(&o);
+	o.block_len = p->sp.block_len;
+	o.create_size = p->sp.dev_bytes;
+	o.backend = p->backend;
+	o.copy = BS_FILE_COPY_ON;
+	assert_int_equal(bs_file_dev_open(path, &o, &e->dev), 0);
+	unlink(path);
+	assert_true(bs_dev_has_copy(e->dev));
+	assert_int_equal(env_init_store(e, NULL), 0);
+	return 0;
+}
+
+/* Cluster @cl of @id reads back as @expect (one cluster). */
+static void expect_cluster(struct store_env *e, bs_blob_id id, uint64_t cl, const uint8_t *expect)
+{
+	uint8_t *r = env_buf(e->cluster_size);
+	struct bs_blob *b;
+
+	assert_int_equal(env_open(e, id, &b), 0);
+	assert_int_equal(env_read(e, b, r, cl * upc(e), upc(e)), 0);
+	assert_memory_equal(r, expect, e->cluster_size);
+	assert_int_equal(env_close(e, b), 0);
+	free(r);
+}
+
+/*
+ * With a device copy op the data path's copy-on-write and inflate copy
+ * clusters with the device (no bounce buffer exists then): a sub-cluster
+ * write into a snapshotted cluster keeps the rest of the snapshot's data,
+ * and an inflated clone reads its parent's data from clusters of its own;
+ * also after a clean reload.
+ */
+static void test_file_dev_copy_offload_cow_and_inflate(void **state)
+{
+	struct store_env *e = *state;
+	size_t cs = e->cluster_size;
+	uint8_t *w = env_buf(4 * cs), *cow = env_buf(cs);
+	struct bs_blob *b;
+	bs_blob_id x, s, c, parent;
+
+	th_fill(w, 4 * cs, 77);
+	assert_int_equal(env_create(e, 4, false, &x), 0);
+	assert_int_equal(env_open(e, x, &b), 0);
+	assert_int_equal(env_write(e, b, w, 0, 4 * upc(e)), 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_int_equal(snap(e, x, &s), 0);
+
+	memcpy(cow, w + cs, cs);
+	memset(cow + 3 * e->block_len, 0xC5, e->block_len);
+	assert_int_equal(env_open(e, x, &b), 0);
+	assert_int_equal(env_write(e, b, cow + 3 * e->block_len, upc(e) + 3, 1), 0);
+	assert_int_equal(env_close(e, b), 0);
+	assert_int_equal(allocated(e, x), 1);
+	expect_cluster(e, x, 1, cow);
+	expect_cluster(e, s, 1, w + cs);
+
+	assert_int_equal(clone_of(e, s, &c), 0);
+	assert_int_equal(op_id(e, 0, c, 0), 0);	/* inflate */
+	assert_int_equal(allocated(e, c), 4);
+	assert_int_equal(bs_blob_get_parent(e->bs, c, &parent), 0);
+	assert_int_equal(parent, BS_BLOB_ID_INVALID);
+	consistent(e);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	consistent(e);
+	for (uint64_t cl = 0; cl < 4; cl++)
+		expect_cluster(e, c, cl, w + cl * cs);
+	expect_cluster(e, x, 1, cow);
+	free(w);
+	free(cow);
+}
+
 #define PARAM(fn)                                                                         \
 	cmocka_unit_test_prestate_setup_teardown(fn, setup, env_fixture_teardown, (void *)&g_params[0]), \
 	cmocka_unit_test_prestate_setup_teardown(fn, setup, env_fixture_teardown, (void *)&g_params[1]), \
@@ -539,6 +649,12 @@ int main(void)
 							 (void *)&g_sweep_params[0]),
 		cmocka_unit_test_prestate_setup_teardown(test_D13_power_cut_sweeps, setup, env_fixture_teardown,
 							 (void *)&g_sweep_params[1]),
+		cmocka_unit_test_prestate_setup_teardown(test_file_dev_copy_offload_cow_and_inflate,
+							 setup_file_copy, env_fixture_teardown,
+							 (void *)&g_file_params[0]),
+		cmocka_unit_test_prestate_setup_teardown(test_file_dev_copy_offload_cow_and_inflate,
+							 setup_file_copy, env_fixture_teardown,
+							 (void *)&g_file_params[1]),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

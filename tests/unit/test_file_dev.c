@@ -1301,6 +1301,23 @@ static void test_copy_modes(void **state)
 	}
 }
 
+/* In this (child) process, make system call @p nr fail with @p err from now on. */
+static int forbid_syscall(int nr, int err)
+{
+	struct sock_filter filt[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((uint32_t)err & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = BS_ARRAY_SIZE(filt), .filter = filt };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+		return -1;
+	return 0;
+}
+
 /*
  * Where copy_file_range is forbidden (a seccomp filter in a child process
  * makes it fail with ENOSYS, as an old kernel would), ON fails the open with
@@ -1308,19 +1325,11 @@ static void test_copy_modes(void **state)
  */
 static int child_no_copy_file_range(const char *path)
 {
-	struct sock_filter filt[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_copy_file_range, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = { .len = BS_ARRAY_SIZE(filt), .filter = filt };
 	struct bs_file_dev_opts o;
 	struct bs_dev *dev;
 	struct log_cap cap;
 
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+	if (forbid_syscall(__NR_copy_file_range, ENOSYS) != 0)
 		return 10;
 	bs_file_dev_opts_init(&o);
 	o.copy = BS_FILE_COPY_ON;
@@ -1560,19 +1569,11 @@ static void test_backend_choice(void **state)
  */
 static int child_no_uring(const char *path)
 {
-	struct sock_filter filt[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = { .len = BS_ARRAY_SIZE(filt), .filter = filt };
 	struct bs_file_dev_opts o;
 	struct bs_dev *dev;
 	struct log_cap cap;
 
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+	if (forbid_syscall(__NR_io_uring_setup, EPERM) != 0)
 		return 10;
 	unsetenv("BLOBSTORE_IO");
 	bs_file_dev_opts_init(&o);

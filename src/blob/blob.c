@@ -645,7 +645,12 @@ void bs_blob_close(struct bs_blob *blob, bs_cpl_fn cb_fn, void *cb_arg)
 	op = blob_op_new(blob, cb_fn, cb_arg);
 	if (op == NULL)
 		return;
-	if (blob->ref == 1 && blob_needs_commit(blob) && !blob->md_ro && blob->bs->error == 0 &&
+	/*
+	 * Every close syncs what is unsaved, not only the last: another
+	 * reference (a second open, a clone's parent link, a shallow copy) may
+	 * be the last to go, and an internal put never commits.
+	 */
+	if (blob_needs_commit(blob) && !blob->md_ro && blob->bs->error == 0 &&
 	    !blob->bs->read_only) {
 		blob_commit(blob, false, close_sync_cpl, op);
 		return;

@@ -196,7 +196,7 @@ void bs_blob_open(struct bs_store *bs, bs_blob_id id, struct bs_blob **blob_out,
 		  bs_cpl_fn cb_fn, void *cb_arg);
 
 /**
- * Drop a reference; the last close syncs unsaved metadata first.
+ * Drop a reference; every close first syncs unsaved metadata (as bs_blob_sync).
  * Errors: -EIO (sync failed; the handle is still released).
  */
 void bs_blob_close(struct bs_blob *blob, bs_cpl_fn cb_fn, void *cb_arg);

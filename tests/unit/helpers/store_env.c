@@ -176,7 +176,7 @@ int env_flush(struct store_env *e)
 	return env_wait(e, &c);
 }
 
-static struct bs_io_channel *env_channel(struct store_env *e)
+struct bs_io_channel *env_channel(struct store_env *e)
 {
 	if (e->ch == NULL)
 		e->ch = bs_alloc_channel(e->bs);

@@ -59,6 +59,20 @@ struct bs_opts {
 	enum bs_clear_method clear_method;	/* init only; default BS_CLEAR_UNMAP */
 	uint8_t bstype[16];		/* application store type; zeros = any on load */
 	bool force_recover;		/* load: run dirty recovery even if clean */
+	/*
+	 * External snapshots (docs/snapshots.md): called on the metadata
+	 * thread when a blob whose parent is an external device is opened
+	 * (also by bs_blob_set_external_parent). Return 0 and a registered,
+	 * readable device in *out, or -errno (or 0 with *out NULL): the blob
+	 * then opens degraded. The store owns a returned device: it closes it
+	 * (bs_dev_close) when the blob's last handle is closed, after putting
+	 * every channel it took; return a new device per call. The device's
+	 * block length must divide the store's io unit. NULL (the default) =
+	 * no external devices: every esnap clone opens degraded.
+	 */
+	int (*esnap_dev_create)(void *ctx, bs_blob_id blob, const void *esnap_id,
+				uint32_t id_len, struct bs_dev **out);
+	void *esnap_ctx;		/* first argument of esnap_dev_create */
 };
 
 /** Fill @p opts with defaults. @p opts_size = sizeof(struct bs_opts). */
@@ -294,8 +308,11 @@ void bs_blob_write_zeroes(struct bs_blob *blob, struct bs_io_channel *ch, uint64
  * Take a snapshot of blob @p id: a new read-only blob takes over all of its
  * clusters, and @p id becomes a thin clone of it. The blob may be open; its
  * IO is paused meanwhile. Completed writes are in the snapshot and durable.
- * @p xattrs (may be NULL) are set on the snapshot.
+ * @p xattrs (may be NULL) are set on the snapshot. The snapshot of an
+ * esnap clone takes over the external parent (id and device): it becomes
+ * the esnap clone and @p id its clone.
  * Errors: -ENOENT, -EINVAL (blob is read-only: clone it instead),
+ * -ENXIO (the blob is degraded: nothing changes),
  * -EPERM (metadata read-only), -ENOSPC (no slot or pool page), -EBUSY
  * (a sync or resize of the blob is running), -EIO, -EROFS.
  * Durable: both blobs, when it reports 0.
@@ -305,15 +322,17 @@ void bs_blob_snapshot(struct bs_store *bs, bs_blob_id id, const struct bs_xattr 
 
 /**
  * Create a thin clone of the read-only blob @p parent (same size).
- * Errors: -ENOENT, -EINVAL (parent is writable), -ENOSPC, -EIO, -EROFS.
- * Durable when it reports 0.
+ * Errors: -ENOENT, -EINVAL (parent is writable), -ENXIO (parent is
+ * degraded), -ENOSPC, -EIO, -EROFS. Durable when it reports 0.
  */
 void bs_blob_clone(struct bs_store *bs, bs_blob_id parent, const struct bs_xattr *xattrs,
 		   uint32_t xattr_count, bs_blob_id *clone_out, bs_cpl_fn cb_fn, void *cb_arg);
 
 /**
  * Give blob @p id a cluster of its own for every cluster (copied from its
- * chain, or zeroed) and drop its parent. Errors: -ENOENT, -ENOSPC, -EBUSY,
+ * chain or from the external device at its bottom, or zeroed) and drop its
+ * parent; an esnap clone stops depending on its device. Errors: -ENOENT,
+ * -ENXIO (degraded: the external data cannot be copied), -ENOSPC, -EBUSY,
  * -EIO. Durable when it reports 0.
  */
 void bs_blob_inflate(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg);
@@ -321,13 +340,16 @@ void bs_blob_inflate(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *
 /**
  * Copy into blob @p id the clusters its parent owns (where it has none of
  * its own), then make its grandparent its parent. Errors: -ENOENT, -EINVAL
- * (no parent), -ENOSPC, -EBUSY, -EIO. Durable when it reports 0.
+ * (no blob parent, as for an esnap clone: inflate it instead; or the
+ * parent is an esnap clone, whose external parent cannot pass down),
+ * -ENOSPC, -EBUSY, -EIO. Durable when it reports 0.
  */
 void bs_blob_decouple_parent(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg);
 
 /**
  * Make the read-only blob @p parent the parent of thin blob @p id. They must
- * have the same size, and @p parent must not descend from @p id.
+ * have the same size, and @p parent must not descend from @p id. An esnap
+ * clone stops being one (its device is closed once the change is durable).
  * Errors: -ENOENT, -EINVAL (size mismatch, parent writable, cycle, same
  * blob), -EBUSY, -EIO. Durable when it reports 0.
  */
@@ -362,6 +384,67 @@ typedef void (*bs_progress_fn)(void *arg, uint64_t done_clusters, uint64_t total
 void bs_blob_shallow_copy(struct bs_store *bs, bs_blob_id id, struct bs_dev *dst,
 			  bs_progress_fn progress_fn, void *progress_arg,
 			  bs_cpl_fn cb_fn, void *cb_arg);
+
+/* ------------------------------------------------------------------------
+ * External snapshots (esnap): a thin blob whose clusters it does not own
+ * read from an external read-only device, named by an opaque id the
+ * application's bs_opts.esnap_dev_create turns into a device at open.
+ * Blob cluster i reads the external device's bytes [i * cluster_size,
+ * (i + 1) * cluster_size); bytes past the device's end read as zeros. The
+ * device's block length must divide the store's io unit and its buffer
+ * alignment must not exceed the store device's (or 4 KiB); otherwise the
+ * blob opens degraded. Without a device the blob is *degraded*: reads of
+ * clusters it owns and metadata calls work; reads that need the external
+ * device and writes that would copy from it fail with -ENXIO.
+ * ------------------------------------------------------------------------ */
+
+/** Largest external snapshot id, bytes. */
+#define BS_ESNAP_ID_MAX_LEN 1024u
+
+/**
+ * Create a thin blob of @p num_clusters clusters backed by the external
+ * device named by @p esnap_id (@p id_len bytes, copied). The device is not
+ * opened (the factory runs at bs_blob_open). @p xattrs (may be NULL) are
+ * set on the blob. Created closed, like bs_blob_create.
+ * Errors: -EINVAL (NULL id or id_out, id_len 0 or > BS_ESNAP_ID_MAX_LEN,
+ * too many clusters), -ENOSPC (no slot or pool page), -EIO, -EROFS,
+ * -ENOMEM. Callback: the metadata thread.
+ * Durable: the blob with its esnap id, when it reports 0.
+ */
+void bs_blob_create_esnap_clone(struct bs_store *bs, const void *esnap_id, uint32_t id_len,
+				uint64_t num_clusters, const struct bs_xattr *xattrs,
+				uint32_t xattr_count, bs_blob_id *id_out,
+				bs_cpl_fn cb_fn, void *cb_arg);
+
+/**
+ * Make thin blob @p id (no parent, or a blob parent) an esnap clone of the
+ * external device @p esnap_id: its unowned clusters read from that device
+ * from now on. The factory is called first; without a device nothing
+ * changes. The blob may be open; its IO is paused meanwhile. A previous
+ * blob parent loses this clone (a hidden one may collapse).
+ * Errors: -EINVAL (blob not thin, has clones, already an esnap clone,
+ * id_len 0 or too long, NULL id), -EPERM (blob read-only or its metadata read-only), -ENXIO (the
+ * factory gave no usable device), -ENOENT, -EBUSY (sync or resize
+ * running), -EIO, -EROFS, -ENOMEM. Callback: the metadata thread.
+ * Durable: the new parent link, when it reports 0.
+ */
+void bs_blob_set_external_parent(struct bs_store *bs, bs_blob_id id, const void *esnap_id,
+				 uint32_t id_len, bs_cpl_fn cb_fn, void *cb_arg);
+
+/** True if @p blob's own parent is an external device. Any thread. */
+bool bs_blob_is_esnap_clone(const struct bs_blob *blob);
+
+/**
+ * The esnap id of esnap clone @p blob (valid while it is open).
+ * 0, -EINVAL (not an esnap clone, NULL argument), -EBADF (closed). Sync.
+ */
+int bs_blob_get_esnap_id(const struct bs_blob *blob, const void **id, size_t *len);
+
+/**
+ * True if @p blob or the ancestor at the bottom of its chain is an esnap
+ * clone opened without its external device. Any thread.
+ */
+bool bs_blob_is_degraded(const struct bs_blob *blob);
 
 /** Parent of @p id (0 if none) from the store's parent table. 0, -ENOENT. Sync. */
 int bs_blob_get_parent(struct bs_store *bs, bs_blob_id id, bs_blob_id *parent);

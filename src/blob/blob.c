@@ -18,7 +18,7 @@
 #include "util/log_int.h"
 
 /* Common entry checks for metadata calls. 0 or -errno (logged for misuse). */
-static int md_call_check(struct bs_store *bs, const char *what, bool writes)
+int md_call_check(struct bs_store *bs, const char *what, bool writes)
 {
 	if (bs == NULL)
 		return -EINVAL;
@@ -138,6 +138,8 @@ struct slot_read {
 	/* operation state */
 	bs_blob_id id;
 	bs_blob_id parent_id;		/* clone: the parent */
+	void *esnap_id;			/* esnap clone: its id (copy) */
+	uint32_t esnap_len;
 	struct bs_blob **blob_out;
 	bs_blob_id *id_out;
 	struct bs_blob_opts opts;
@@ -151,6 +153,7 @@ static void slot_read_done(struct slot_read *sr, int err)
 {
 	sr->user_cb(sr->user_arg, err);
 	md_free_pages(sr->pages);
+	free(sr->esnap_id);
 	free(sr);
 }
 
@@ -302,6 +305,8 @@ static void create_slot_cpl(void *cb_arg, int err)
 
 	if (err == 0)
 		err = create_apply_opts(sr->blob, &sr->opts);
+	if (err == 0 && sr->esnap_id != NULL)
+		err = esnap_mark(sr->blob, sr->esnap_id, sr->esnap_len);
 	if (err != 0) {
 		bitarray_clear(&bs->slots_used, slot);
 		TAILQ_REMOVE(&bs->blobs, sr->blob, link);
@@ -342,6 +347,13 @@ void bs_blob_create(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blo
 void blob_create(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blob_id parent_id,
 		 bs_blob_id *id_out, bs_cpl_fn cb_fn, void *cb_arg)
 {
+	blob_create_ext(bs, opts, parent_id, NULL, 0, id_out, cb_fn, cb_arg);
+}
+
+void blob_create_ext(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blob_id parent_id,
+		     const void *esnap_id, uint32_t id_len, bs_blob_id *id_out,
+		     bs_cpl_fn cb_fn, void *cb_arg)
+{
 	int rc = md_call_check(bs, "create", true);
 	struct slot_read *sr;
 	uint64_t slot;
@@ -369,8 +381,14 @@ void blob_create(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blob_i
 		bs->id_next++;
 	sr->id_out = id_out;
 	sr->parent_id = parent_id;
+	if (esnap_id != NULL && (sr->esnap_id = malloc(id_len)) != NULL) {
+		memcpy(sr->esnap_id, esnap_id, id_len);
+		sr->esnap_len = id_len;
+	}
 	sr->blob = blob_alloc(bs, sr->id);
-	if (sr->blob == NULL) {
+	if (sr->blob == NULL || (esnap_id != NULL && sr->esnap_id == NULL)) {
+		if (sr->blob != NULL)
+			blob_destroy(sr->blob);
 		slot_read_done(sr, -ENOMEM);
 		return;
 	}
@@ -447,6 +465,9 @@ static void open_tree_cpl(void *cb_arg, int err)
 		/* Reads of clusters it does not own go to its parent: load it too. */
 		blob_open_internal(sr->bs, blob->parent_id, &blob->parent, open_parent_cpl, sr);
 		return;
+	} else if ((err = esnap_open(blob)) != 0) {
+		blob_free_md(blob);
+		blob->state = BLOB_CLOSED;
 	} else {
 		open_done(sr);
 		return;
@@ -599,6 +620,7 @@ void blob_put(struct bs_blob *blob)
 		return;
 	blob->state = BLOB_CLOSED;
 	blob->parent = NULL;
+	esnap_detach(blob); /* closed once no channel holds it */
 	blob_free_md(blob);
 	blob->bs->open_blobs--;
 	if (parent != NULL)

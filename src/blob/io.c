@@ -13,6 +13,13 @@
  * another writer published first, the loser gives its cluster back and
  * writes into the winner's. The map change is committed by the next sync or
  * store flush (D9).
+ *
+ * External snapshots (esnap.c): a hole that no blob of the chain owns, in a
+ * chain whose bottom is an esnap clone, reads from that clone's external
+ * device through this channel's channel of it (made on first use), and its
+ * first write copies from it through the bounce buffer (allocated on the
+ * first such copy if the store device copies by itself). A degraded clone
+ * (no device) fails those pieces with -ENXIO.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,6 +46,8 @@ struct req_piece {
 	uint64_t byte_off;		/* into the request's buffer */
 	uint32_t cluster;		/* claimed, waiting to be published */
 	uint32_t cow_src;		/* copy-on-write: the ancestor's cluster */
+	const struct bs_blob *cow_esnap;	/* or: the esnap clone whose device has the data */
+	struct bs_io_channel *cow_ech;	/* that device's channel */
 	uint64_t cow_done;		/* blocks copied so far (bounce copy) */
 	struct req_piece *cow_next;	/* waiting for the channel's bounce buffer */
 	bool busy;
@@ -74,8 +83,10 @@ struct blob_channel {
 	struct blob_req *free;
 	struct blob_req *frozen_head;	/* waiting for a resize to finish */
 	struct blob_req **frozen_tail;
-	uint8_t *bounce;		/* copy-on-write buffer (no device copy) */
+	uint8_t *bounce;		/* copy-on-write buffer (no device copy, or esnap: lazy) */
 	uint64_t bounce_blocks;
+	bool use_copy;			/* the store device copies clusters itself */
+	struct esnap_chans esnap;	/* external devices' channels, made on first use */
 	struct req_piece *cow_owner;	/* the piece using the bounce buffer */
 	struct req_piece *cow_wait_head;
 	struct req_piece **cow_wait_tail;
@@ -102,7 +113,8 @@ static int blob_channel_create(void *io_device, void *ctx)
 	ch->frozen_tail = &ch->frozen_head;
 	ch->cow_wait_tail = &ch->cow_wait_head;
 	ch->bounce_blocks = BS_MIN((uint64_t)COW_BOUNCE_BYTES, (uint64_t)bs->cluster_size) / bs->block_len;
-	if (!bs_dev_has_copy(bs->dev) &&
+	ch->use_copy = bs_dev_has_copy(bs->dev);
+	if (!ch->use_copy &&
 	    posix_memalign((void **)&ch->bounce, 4096, ch->bounce_blocks * bs->block_len) != 0) {
 		free(ch->reqs);
 		bs_dev_put_channel(ch->dev_ch);
@@ -122,7 +134,47 @@ static void blob_channel_destroy(void *io_device, void *ctx)
 
 	free(ch->reqs);
 	free(ch->bounce);
+	esnap_chans_free(&ch->esnap);
 	bs_dev_put_channel(ch->dev_ch);
+}
+
+/* Context of io_esnap_forget. */
+struct esnap_forget {
+	struct bs_dev *dev;
+	bs_cpl_fn cpl;
+	void *ctx;
+};
+
+static void esnap_forget_channel(struct bs_channel_iter *it, struct bs_io_channel *io_ch,
+				 void *ctx)
+{
+	struct esnap_forget *f = ctx;
+	struct blob_channel *ch = bs_io_channel_get_ctx(io_ch);
+
+	esnap_chans_drop(&ch->esnap, f->dev);
+	bs_for_each_channel_continue(it, 0);
+}
+
+static void esnap_forget_cpl(void *cb_arg, int err)
+{
+	struct esnap_forget *f = cb_arg;
+
+	f->cpl(f->ctx, err);
+	free(f);
+}
+
+int io_esnap_forget(struct bs_store *bs, struct bs_dev *dev, bs_cpl_fn cpl, void *ctx)
+{
+	struct esnap_forget *f = malloc(sizeof(*f));
+
+	if (f == NULL)
+		return -ENOMEM;
+	*f = (struct esnap_forget){ dev, cpl, ctx };
+	if (bs_for_each_channel(bs, esnap_forget_channel, f, esnap_forget_cpl) != 0) {
+		free(f);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int store_register_io(struct bs_store *bs)
@@ -357,6 +409,28 @@ static void cow_bounce_read_cpl(void *cb_arg, int err)
 		     cow_bounce_write_cpl, p);
 }
 
+/*
+ * Read a bounce-sized chunk of the external device into the bounce buffer;
+ * what lies past the device's end is zeros.
+ */
+static void cow_esnap_read(struct req_piece *p, uint64_t n)
+{
+	struct blob_channel *ch = p->req->ch;
+	const struct bs_blob *eb = p->cow_esnap;
+	uint64_t end = eb->esnap_dev->block_count;
+	uint64_t lba = (p->cl_idx * ch->bs->blocks_per_cluster + p->cow_done) * eb->esnap_ratio;
+	uint64_t cnt = n * eb->esnap_ratio;
+
+	if (lba + cnt > end)
+		memset(ch->bounce, 0, n * ch->bs->block_len);
+	if (lba >= end) {
+		cow_bounce_read_cpl(p, 0);
+		return;
+	}
+	bs_dev_read(p->cow_ech, &p->dio, ch->bounce, lba, BS_MIN(cnt, end - lba),
+		    cow_bounce_read_cpl, p);
+}
+
 /* Copy the next bounce-sized chunk, or finish. */
 static void cow_bounce_step(struct req_piece *p)
 {
@@ -365,6 +439,10 @@ static void cow_bounce_step(struct req_piece *p)
 
 	if (p->cow_done >= bpc) {
 		cow_copied(p, 0);
+		return;
+	}
+	if (p->cow_esnap != NULL) {
+		cow_esnap_read(p, BS_MIN(ch->bounce_blocks, bpc - p->cow_done));
 		return;
 	}
 	bs_dev_read(ch->dev_ch, &p->dio, ch->bounce, (uint64_t)p->cow_src * bpc + p->cow_done,
@@ -383,7 +461,7 @@ static void cow_start(struct req_piece *p)
 	uint64_t bpc = ch->bs->blocks_per_cluster;
 
 	p->cow_done = 0;
-	if (ch->bounce == NULL) {
+	if (ch->use_copy && p->cow_esnap == NULL) {
 		bs_dev_copy(ch->dev_ch, &p->dio, (uint64_t)p->cluster * bpc,
 			    (uint64_t)p->cow_src * bpc, bpc, cow_copy_cpl, p);
 		return;
@@ -435,17 +513,13 @@ static void cow_copied(struct req_piece *p, int err)
 	piece_publish(p, false);
 }
 
-/* First write to a cluster an ancestor owns: copy it, then write. */
-static void piece_cow(struct req_piece *p, uint32_t src)
+/* Claim the COW target cluster, then copy from @src (or @eb's device), then write. */
+static void piece_cow_claim(struct req_piece *p, uint32_t src, const struct bs_blob *eb)
 {
 	struct bs_store *bs = p->req->ch->bs;
 	bool zeroed = false;
 	uint32_t c;
 
-	if (p->req->blob->md_ro) {
-		req_piece_done(p, -EPERM);
-		return;
-	}
 	atomic_fetch_add(&bs->claims_inflight, 1);
 	c = cluster_claim(bs, &zeroed);
 	if (c == 0) {
@@ -454,7 +528,88 @@ static void piece_cow(struct req_piece *p, uint32_t src)
 	}
 	p->cluster = c;
 	p->cow_src = src;
-	cow_start(p);
+	p->cow_esnap = eb;
+	cow_start(p); /* D8/D9: copied whole before it is published */
+}
+
+/* First write to a cluster an ancestor owns: copy it, then write. */
+static void piece_cow(struct req_piece *p, uint32_t src)
+{
+	if (p->req->blob->md_ro) {
+		req_piece_done(p, -EPERM);
+		return;
+	}
+	piece_cow_claim(p, src, NULL);
+}
+
+/*
+ * Take the esnap device's channel (and, first time on this channel, the
+ * bounce buffer): the only allocations, once per channel. 0 or -errno.
+ */
+static int esnap_prepare(struct req_piece *p, const struct bs_blob *eb, bool bounce)
+{
+	struct blob_channel *ch = p->req->ch;
+
+	if (eb->esnap_dev == NULL)
+		return -ENXIO; /* degraded: logged once at open */
+	if (bounce && ch->bounce == NULL &&
+	    posix_memalign((void **)&ch->bounce, 4096, ch->bounce_blocks * ch->bs->block_len) != 0) {
+		ch->bounce = NULL;
+		return -ENOMEM;
+	}
+	p->cow_ech = esnap_chans_get(&ch->esnap, eb->esnap_dev);
+	return p->cow_ech != NULL ? 0 : -errno;
+}
+
+/* First write to a cluster the external device backs: copy it, then write. */
+static void piece_cow_esnap(struct req_piece *p, const struct bs_blob *eb)
+{
+	int rc = p->req->blob->md_ro ? -EPERM : esnap_prepare(p, eb, true);
+
+	if (rc != 0) {
+		req_piece_done(p, rc);
+		return;
+	}
+	piece_cow_claim(p, 0, eb);
+}
+
+/* Cut the piece's iovec to its first @bytes. */
+static void piece_trim_iov(struct req_piece *p, uint64_t bytes)
+{
+	int i;
+
+	for (i = 0; i < p->iovcnt && bytes > 0; i++) {
+		p->iov[i].iov_len = BS_MIN(p->iov[i].iov_len, bytes);
+		bytes -= p->iov[i].iov_len;
+	}
+	p->iovcnt = i;
+}
+
+/* Read through to the external device; past its end the data is zeros. */
+static void piece_read_esnap(struct req_piece *p, const struct bs_blob *eb)
+{
+	uint64_t bpc = p->req->ch->bs->blocks_per_cluster;
+	uint64_t lba = (p->cl_idx * bpc + p->off) * eb->esnap_ratio;
+	uint64_t cnt = p->len * eb->esnap_ratio;
+	uint64_t end;
+	int rc = esnap_prepare(p, eb, false);
+
+	if (rc != 0) {
+		req_piece_done(p, rc);
+		return;
+	}
+	end = eb->esnap_dev->block_count;
+	if (lba + cnt > end)
+		piece_zero_fill(p);
+	if (lba >= end) {
+		req_piece_done(p, 0);
+		return;
+	}
+	if (lba + cnt > end) {
+		cnt = end - lba;
+		piece_trim_iov(p, cnt * eb->esnap_dev->block_len);
+	}
+	bs_dev_readv(p->cow_ech, &p->dio, p->iov, p->iovcnt, lba, cnt, piece_io_cpl, p);
 }
 
 /* First write to an unallocated cluster of a thin blob. */
@@ -538,6 +693,38 @@ static void piece_unmap_cluster(struct req_piece *p, uint32_t c)
 	}
 }
 
+/* Unallocated, and nothing below it owns it: zeros, or the external device. */
+static void piece_issue_hole(struct req_piece *p, const struct bs_blob *eb)
+{
+	struct blob_req *req = p->req;
+
+	switch (req->op) {
+	case REQ_READ:
+		if (eb != NULL) {
+			piece_read_esnap(p, eb);
+			return;
+		}
+		piece_zero_fill(p);
+		req_piece_done(p, 0);
+		return;
+	case REQ_WRITE:
+		if (eb != NULL)
+			piece_cow_esnap(p, eb);
+		else
+			piece_allocate(p);
+		return;
+	case REQ_UNMAP:
+	case REQ_WRITE_ZEROES:
+		if (eb == NULL)
+			req_piece_done(p, 0); /* unallocated: already reads as zeros */
+		else if (p->len == req->ch->bs->blocks_per_cluster)
+			piece_allocate(p); /* the external data must stop showing through */
+		else
+			piece_cow_esnap(p, eb);
+		return;
+	}
+}
+
 static void piece_issue(struct req_piece *p)
 {
 	struct blob_req *req = p->req;
@@ -546,47 +733,41 @@ static void piece_issue(struct req_piece *p)
 
 	uint32_t src = c == 0 && req->blob->parent != NULL ? blob_chain_lookup(req->blob, p->cl_idx) : 0;
 
+	if (c == 0 && src == 0) {
+		piece_issue_hole(p, blob_chain_esnap(req->blob, p->cl_idx));
+		return;
+	}
 	switch (req->op) {
 	case REQ_READ:
 		if (c == 0)
 			c = src; /* read through to the ancestor that owns it */
-		if (c == 0) {
-			piece_zero_fill(p);
-			req_piece_done(p, 0);
-			return;
-		}
 		bs_dev_readv(dch, &p->dio, p->iov, p->iovcnt, piece_lba(p, c), p->len,
 			     piece_io_cpl, p);
 		return;
 	case REQ_WRITE:
 		if (c != 0)
 			piece_write_to(p, c);
-		else if (src != 0)
-			piece_cow(p, src);
 		else
-			piece_allocate(p);
+			piece_cow(p, src);
 		return;
 	case REQ_UNMAP:
-		/* Freeing is right only if nothing shows through from an ancestor. */
+		/* Freeing is right only if nothing shows through from below. */
 		if (c != 0 && req->blob->thin && p->off == 0 &&
 		    p->len == req->ch->bs->blocks_per_cluster &&
-		    (req->blob->parent == NULL || blob_chain_lookup(req->blob, p->cl_idx) == 0)) {
+		    (req->blob->parent == NULL || blob_chain_lookup(req->blob, p->cl_idx) == 0) &&
+		    blob_chain_esnap(req->blob, p->cl_idx) == NULL) {
 			piece_unmap_cluster(p, c);
 			return;
 		}
 		/* Partial ranges: zeroed, so they read as zeros afterwards. */
 		__attribute__((fallthrough));
 	case REQ_WRITE_ZEROES:
-		if (c == 0 && src != 0) {
+		if (c == 0) {
 			/* The ancestor's data must stop showing through. */
 			if (p->len == req->ch->bs->blocks_per_cluster)
 				piece_allocate(p); /* whole cluster: a zeroed one will do */
 			else
 				piece_cow(p, src);
-			return;
-		}
-		if (c == 0) {
-			req_piece_done(p, 0); /* unallocated: already reads as zeros */
 			return;
 		}
 		bs_dev_write_zeroes(dch, &p->dio, piece_lba(p, c), p->len, piece_io_cpl, p);

@@ -30,6 +30,10 @@ struct snap_op {
 	uint32_t *src, *dst;		/* inflate/decouple: copy list */
 	uint64_t *idx;
 	bool *zeroed;
+	bool *from_esnap;		/* inflate: copy entry k from the external device */
+	bool *skip;			/* inflate: entries the blob-level copy leaves alone */
+	uint64_t nesnap;
+	bool esnap_moved;		/* merge: the clone took the snapshot's esnap id */
 	uint64_t ncopy;
 	uint64_t old_parent;
 	uint64_t old_invalid;
@@ -80,6 +84,8 @@ static void snap_finish(struct snap_op *op, int err)
 	free(op->dst);
 	free(op->idx);
 	free(op->zeroed);
+	free(op->from_esnap);
+	free(op->skip);
 	op->cb_fn(op->cb_arg, err);
 	free(op);
 }
@@ -106,11 +112,16 @@ static void snap_open(struct snap_op *op, bs_blob_id id, bs_cpl_fn next)
 static void snapshot_undo(struct snap_op *op)
 {
 	struct bs_blob *x = op->blob;
+	const void *id;
+	uint32_t len;
 
 	for (uint64_t i = 0; i < x->map.num_clusters; i++)
 		if (op->saved[i] != 0)
 			blob_map_set(&x->map, i, op->saved[i]);
 	x->parent_id = op->old_parent;
+	if ((op->old_invalid & BLOB_INVALID_ESNAP) && esnap_id_get(x, &id, &len) != 0 &&
+	    esnap_move_id(op->snap, x) != 0)
+		LOG_ERR("snapshot: blob 0x%" PRIx64 ": out of memory restoring its esnap id", x->id);
 	x->invalid_flags = op->old_invalid;
 	x->thin = (x->invalid_flags & BLOB_INVALID_THIN) != 0;
 	blob_unreserve(op->snap);
@@ -134,6 +145,7 @@ static void snapshot_commit_cpl(void *cb_arg, int err)
 	bs->open_blobs++;
 	s->parent = x->parent;
 	x->parent = s;
+	esnap_move_dev(x, s); /* the snapshot is the esnap clone now */
 	bs->slot_inc[s->slot] = BLOB_ID_INCARNATION(s->id);
 	bs->slot_parent[s->slot] = s->parent_id;
 	bs->slot_parent[x->slot] = s->id;
@@ -180,7 +192,8 @@ static int snapshot_swap(struct snap_op *op)
 	x->invalid_flags |= BLOB_INVALID_THIN;
 	x->thin = true;
 	x->md_dirty = true;
-	return 0;
+	/* An external parent passes to the snapshot, with its id (one group commit). */
+	return (op->old_invalid & BLOB_INVALID_ESNAP) ? esnap_move_id(x, s) : 0;
 }
 
 static void snapshot_reserved_cpl(void *cb_arg, int err)
@@ -224,6 +237,11 @@ static void snapshot_open_cpl(void *cb_arg, int err)
 	}
 	if (err == 0 && x->md_ro)
 		err = -EPERM;
+	if (err == 0 && bs_blob_is_degraded(x)) {
+		LOG_ERR("snapshot: blob 0x%" PRIx64 " is degraded (no external snapshot device)",
+			x->id);
+		err = -ENXIO;
+	}
 	if (err == 0 && (x->syncing || atomic_load(&x->frozen)))
 		err = -EBUSY;
 	if (err == 0)
@@ -274,6 +292,10 @@ static void clone_open_cpl(void *cb_arg, int err)
 		LOG_ERR("clone: blob 0x%" PRIx64 " is writable: snapshot it first", p->id);
 		err = -EINVAL;
 	}
+	if (err == 0 && bs_blob_is_degraded(p)) {
+		LOG_ERR("clone: blob 0x%" PRIx64 " is degraded (no external snapshot device)", p->id);
+		err = -ENXIO;
+	}
 	if (err != 0) {
 		snap_finish(op, err);
 		return;
@@ -308,7 +330,9 @@ static int copy_plan(struct snap_op *op, bool parent_only)
 	op->dst = calloc(n ? n : 1, sizeof(uint32_t));
 	op->idx = calloc(n ? n : 1, sizeof(uint64_t));
 	op->zeroed = calloc(n ? n : 1, sizeof(bool));
-	if (op->src == NULL || op->dst == NULL || op->idx == NULL || op->zeroed == NULL)
+	op->from_esnap = calloc(n ? n : 1, sizeof(bool));
+	if (op->src == NULL || op->dst == NULL || op->idx == NULL || op->zeroed == NULL ||
+	    op->from_esnap == NULL)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < n; i++) {
 		struct bs_blob *p = x->parent;
@@ -324,6 +348,12 @@ static int copy_plan(struct snap_op *op, bool parent_only)
 		if (op->dst[op->ncopy] == 0)
 			return -ENOSPC;
 		op->src[op->ncopy] = src;
+		if (src == 0 && !parent_only && blob_chain_esnap(x, i) != NULL) {
+			/* Filled from the external device: not zero once written. */
+			op->from_esnap[op->ncopy] = true;
+			op->zeroed[op->ncopy] = false;
+			op->nesnap++;
+		}
 		op->idx[op->ncopy++] = i;
 	}
 	return 0;
@@ -350,6 +380,8 @@ static void reparent_commit_cpl(void *cb_arg, int err)
 		return;
 	}
 	op->bs->slot_parent[op->blob->slot] = op->blob->parent_id;
+	if (!(op->blob->invalid_flags & BLOB_INVALID_ESNAP))
+		esnap_detach(op->blob); /* no longer an esnap clone: close its device */
 	/* The old parent may be a hidden snapshot that just lost a clone. */
 	blob_collapse(op->bs, op->old_parent, reparent_collapsed_cpl, op);
 }
@@ -367,8 +399,7 @@ static void reparent_commit(struct snap_op *op, struct bs_blob *np, uint64_t par
 		np->ref++;
 	x->parent = np;
 	x->parent_id = parent_id;
-	if (parent_id == 0)
-		x->invalid_flags &= ~BLOB_INVALID_ESNAP;
+	esnap_unmark(x); /* inflate, set parent: an external parent goes too */
 	x->md_dirty = true;
 	if (old != NULL)
 		blob_put(old);
@@ -402,6 +433,19 @@ static void inflate_copied_cpl(void *cb_arg, int err)
 	reparent_commit(op, gp, x->parent ? x->parent->parent_id : 0);
 }
 
+/* Clusters from blobs are copied: now those from the external device. */
+static void inflate_blobs_copied_cpl(void *cb_arg, int err)
+{
+	struct snap_op *op = cb_arg;
+
+	if (err != 0) {
+		inflate_copied_cpl(op, err);
+		return;
+	}
+	esnap_copy_clusters(op->bs, blob_chain_bottom_esnap(op->blob), op->idx, op->dst,
+			    op->from_esnap, op->ncopy, inflate_copied_cpl, op);
+}
+
 static void inflate_frozen(void *ctx)
 {
 	struct snap_op *op = ctx;
@@ -417,7 +461,21 @@ static void inflate_frozen(void *ctx)
 		snap_finish(op, rc);
 		return;
 	}
-	md_copy_clusters(op->bs, op->src, op->dst, op->zeroed, op->ncopy, inflate_copied_cpl, op);
+	if (op->nesnap == 0) {
+		md_copy_clusters(op->bs, op->src, op->dst, op->zeroed, op->ncopy,
+				 inflate_copied_cpl, op);
+		return;
+	}
+	op->skip = calloc(op->ncopy ? op->ncopy : 1, sizeof(bool));
+	if (op->skip == NULL) {
+		copy_plan_undo(op);
+		snap_finish(op, -ENOMEM);
+		return;
+	}
+	for (uint64_t k = 0; k < op->ncopy; k++)
+		op->skip[k] = op->zeroed[k] || op->from_esnap[k];
+	md_copy_clusters(op->bs, op->src, op->dst, op->skip, op->ncopy, inflate_blobs_copied_cpl,
+			 op);
 }
 
 static void inflate_open_cpl(void *cb_arg, int err)
@@ -426,8 +484,20 @@ static void inflate_open_cpl(void *cb_arg, int err)
 	struct bs_blob *x = op->blob;
 
 	if (err == 0 && op->arg_id != 1 && x->parent_id == 0) {
-		LOG_ERR("decouple: blob 0x%" PRIx64 " has no parent", x->id);
+		LOG_ERR("decouple: blob 0x%" PRIx64 " has no blob parent%s", x->id,
+			(x->invalid_flags & BLOB_INVALID_ESNAP) ? " (an esnap clone: inflate it)" : "");
 		err = -EINVAL;
+	}
+	if (err == 0 && op->arg_id != 1 && x->parent != NULL &&
+	    (x->parent->invalid_flags & BLOB_INVALID_ESNAP)) {
+		LOG_ERR("decouple: blob 0x%" PRIx64 ": its parent is an esnap clone: inflate it",
+			x->id);
+		err = -EINVAL;
+	}
+	if (err == 0 && op->arg_id == 1 && bs_blob_is_degraded(x)) {
+		LOG_ERR("inflate: blob 0x%" PRIx64 " is degraded (no external snapshot device)",
+			x->id);
+		err = -ENXIO;
 	}
 	if (err == 0 && (x->data_ro || x->md_ro))
 		err = -EPERM;
@@ -595,6 +665,8 @@ static void merge_commit_cpl(void *cb_arg, int err)
 			}
 		}
 		c->parent_id = op->old_parent;
+		if (op->esnap_moved)
+			esnap_unmark(c);
 		snap_finish(op, err);
 		return;
 	}
@@ -607,6 +679,7 @@ static void merge_commit_cpl(void *cb_arg, int err)
 	blob_map_for_each_page(&s->map, pool_free_cb, bs);
 	c->parent = s->parent; /* the snapshot's ref on its parent moves to the clone */
 	s->parent = NULL;
+	esnap_move_dev(s, c); /* and so does an external parent */
 	s->state = BLOB_DELETED;
 	s->ref = 0;
 	blob_free_md(s);
@@ -619,6 +692,18 @@ static void merge_commit_cpl(void *cb_arg, int err)
 	bs->report.blobs--;
 	op->snap = NULL;
 	snap_finish(op, 0);
+}
+
+/* The clone becomes the esnap clone in the snapshot's place (in memory). */
+static int merge_take_esnap(struct snap_op *op)
+{
+	const void *id;
+	uint32_t len;
+	int rc = esnap_id_get(op->snap, &id, &len);
+
+	rc = rc == 0 ? esnap_mark(op->blob, id, len) : -EILSEQ;
+	op->esnap_moved = rc == 0;
+	return rc;
 }
 
 /* The clone takes every cluster of the snapshot it does not have itself. */
@@ -635,6 +720,10 @@ static void merge_frozen(void *ctx)
 	op->saved = calloc(n ? n : 1, sizeof(uint32_t));
 	if (op->saved == NULL || s == NULL) {
 		snap_finish(op, op->saved ? -EINVAL : -ENOMEM);
+		return;
+	}
+	if ((s->invalid_flags & BLOB_INVALID_ESNAP) && (op->err = merge_take_esnap(op)) != 0) {
+		snap_finish(op, op->err);
 		return;
 	}
 	for (uint64_t i = 0; i < n && i < s->map.num_clusters; i++) {

@@ -115,6 +115,8 @@ static struct store_op *store_op_start(struct bs_dev *dev, const struct bs_opts 
 	op->cb_arg = cb_arg;
 	op->t0_us = now_us();
 	op->bs->max_channel_ops = op->opts.max_channel_ops;
+	op->bs->esnap_create = op->opts.esnap_dev_create;
+	op->bs->esnap_ctx = op->opts.esnap_ctx;
 	return op;
 
 out_fail:
@@ -407,10 +409,17 @@ static void unload_unreg_cpl(void *cb_arg, int err)
  * Unregister the store's IO device (waits for every channel to be freed),
  * then free the store and close the device.
  */
+static void unload_drained_cpl(void *cb_arg, int err)
+{
+	struct store_op *op = cb_arg;
+
+	bs_io_device_unregister(op->bs, unload_unreg_cpl, op);
+}
+
 static void unload_finish(struct store_op *op, int err)
 {
 	op->err = err;
-	bs_io_device_unregister(op->bs, unload_unreg_cpl, op);
+	esnap_drain(op->bs, unload_drained_cpl, op); /* external devices of closed blobs */
 }
 
 static void unload_release(struct store_op *op, int err)
@@ -577,7 +586,7 @@ struct abandon_ctx {
 	void *cb_arg;
 };
 
-static void abandon_unreg_cpl(void *cb_arg, int err)
+static void abandon_closed_cpl(void *cb_arg, int err)
 {
 	struct abandon_ctx *a = cb_arg;
 
@@ -585,6 +594,14 @@ static void abandon_unreg_cpl(void *cb_arg, int err)
 	store_free(a->bs);
 	a->cb_fn(a->cb_arg, 0);
 	free(a);
+}
+
+/* No channel is left: close the external devices open handles hold. */
+static void abandon_unreg_cpl(void *cb_arg, int err)
+{
+	struct abandon_ctx *a = cb_arg;
+
+	esnap_abandon(a->bs, abandon_closed_cpl, a);
 }
 
 /*

@@ -63,6 +63,10 @@ struct bs_blob {
 	uint64_t md_ro_flags;
 	uint64_t parent_id;
 	struct bs_blob *parent;		/* open parent handle (holds one ref), NULL if none */
+	/* ESNAP: the external parent's device (owned; closed at the last put),
+	 * NULL if none or degraded; store io units per device block. */
+	struct bs_dev *esnap_dev;
+	uint32_t esnap_ratio;
 	bool thin;
 	bool data_ro;			/* writes refused */
 	bool md_ro;			/* metadata changes refused */
@@ -157,6 +161,14 @@ struct bs_store {
 	int error;			/* D10 latch */
 	bool read_only;
 	bool unloading;
+	/* External snapshots (esnap.c): the application's device factory, and
+	 * devices being closed after their blob's last put (unload waits). */
+	int (*esnap_create)(void *ctx, bs_blob_id blob, const void *esnap_id, uint32_t id_len,
+			    struct bs_dev **out);
+	void *esnap_ctx;
+	uint32_t esnap_closing;
+	bs_cpl_fn esnap_drain_cb;
+	void *esnap_drain_arg;
 	struct bs_load_report report;
 };
 
@@ -233,6 +245,8 @@ void blob_commit_group(struct bs_blob **blobs, const bool *tombstone, uint32_t n
 struct bs_blob *blob_alloc(struct bs_store *bs, bs_blob_id id);
 void blob_free_md(struct bs_blob *blob);
 void blob_destroy(struct bs_blob *blob);
+/* Entry checks of a metadata call (thread, unloading, D10, read-only). 0 or -errno. */
+int md_call_check(struct bs_store *bs, const char *what, bool writes);
 struct bs_blob *store_find_blob(struct bs_store *bs, bs_blob_id id);
 int blob_apply_root(struct bs_blob *blob, const struct md_root *root);
 /** Size the alloc-dirty bitmap for the map's current size. 0 or -ENOMEM. */
@@ -258,6 +272,10 @@ void blob_open_internal(struct bs_store *bs, bs_blob_id id, struct bs_blob **blo
 void blob_put(struct bs_blob *blob);
 void blob_create(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blob_id parent_id,
 		 bs_blob_id *id_out, bs_cpl_fn cb_fn, void *cb_arg);
+/** blob_create, and with @esnap_id (copied) an esnap clone of that id. */
+void blob_create_ext(struct bs_store *bs, const struct bs_blob_opts *opts, bs_blob_id parent_id,
+		     const void *esnap_id, uint32_t id_len, bs_blob_id *id_out,
+		     bs_cpl_fn cb_fn, void *cb_arg);
 void blob_reserve(struct bs_store *bs, struct bs_blob **out, bs_cpl_fn cb_fn, void *cb_arg);
 void blob_unreserve(struct bs_blob *blob);
 /** Number of blobs whose parent is @id; *one gets one of them. */
@@ -271,6 +289,72 @@ void blob_merge_delete(struct bs_store *bs, bs_blob_id snap, bs_blob_id clone,
 void blob_hide(struct bs_store *bs, bs_blob_id snap, bs_cpl_fn cb_fn, void *cb_arg);
 /** io.c: the ancestor cluster behind blob cluster @i, or 0. */
 uint32_t blob_chain_lookup(const struct bs_blob *blob, uint64_t i);
+
+/* ---- esnap.c ---- */
+/** Internal xattr (MD_XATTR_F_INTERNAL) holding an esnap clone's id. */
+#define ESNAP_XATTR_NAME "bs.esnap_id"
+
+/** One esnap device's channel on a store channel. */
+struct esnap_chan {
+	struct bs_dev *dev;
+	struct bs_io_channel *ch;
+};
+
+/** A store channel's esnap device channels, made on first use. */
+struct esnap_chans {
+	struct esnap_chan *v;
+	uint32_t n;
+	uint32_t cap;
+};
+
+/** The calling thread's channel of @dev: found, or taken (allocates once). NULL + errno. */
+struct bs_io_channel *esnap_chans_get(struct esnap_chans *t, struct bs_dev *dev);
+/** Put @dev's channel if the table holds one (on the table's thread). */
+void esnap_chans_drop(struct esnap_chans *t, struct bs_dev *dev);
+/** Put every channel and free the table. */
+void esnap_chans_free(struct esnap_chans *t);
+/** io.c: drop @dev's channel from every store channel, then @cpl(@ctx). 0/-ENOMEM. */
+int io_esnap_forget(struct bs_store *bs, struct bs_dev *dev, bs_cpl_fn cpl, void *ctx);
+
+/** The esnap id of @blob (internal xattr). 0 or -ENOENT. */
+int esnap_id_get(const struct bs_blob *blob, const void **id, uint32_t *len);
+/** Validate an id given through the API. 0 or -EINVAL (logged as @what). */
+int esnap_id_check(const void *id, uint32_t len, const char *what);
+/** Make @blob an esnap clone of @id in memory (flag and xattr). 0/-ENOMEM/-ENOSPC. */
+int esnap_mark(struct bs_blob *blob, const void *id, uint32_t len);
+/** Drop @blob's flag and id in memory (its device stays; see esnap_detach). */
+void esnap_unmark(struct bs_blob *blob);
+/** At open: call the factory; degraded (one log line) without a usable device. 0/-EILSEQ. */
+int esnap_open(struct bs_blob *blob);
+/** Ask the factory for a device for @id and check it. 0 and *out, or -ENXIO. */
+int esnap_dev_open(struct bs_store *bs, bs_blob_id blob, const void *id, uint32_t len,
+		   const char *what, struct bs_dev **out);
+/** Move @from's esnap id and flag to @to (in memory). 0/-ENOMEM. */
+int esnap_move_id(struct bs_blob *from, struct bs_blob *to);
+/** Hand @from's device to @to (no close). */
+void esnap_move_dev(struct bs_blob *from, struct bs_blob *to);
+/** Install @dev as @blob's external device. */
+void esnap_attach(struct bs_blob *blob, struct bs_dev *dev);
+/** Take @blob's device away and close it in the background (NULL: nothing). */
+void esnap_detach(struct bs_blob *blob);
+/** Close @dev once no store channel holds it (background; unload waits). */
+void esnap_release(struct bs_store *bs, struct bs_dev *dev);
+/** Run @cb once no esnap device is being closed (deferred). */
+void esnap_drain(struct bs_store *bs, bs_cpl_fn cb, void *cb_arg);
+/** Crash simulation: close every open handle's device (no channel is left). */
+void esnap_abandon(struct bs_store *bs, bs_cpl_fn cb, void *cb_arg);
+/** The esnap clone at the bottom of @blob's chain, or NULL (also: an ancestor ends before @i). */
+const struct bs_blob *blob_chain_esnap(const struct bs_blob *blob, uint64_t i);
+/** The esnap clone at the bottom of @blob's chain, or NULL. */
+const struct bs_blob *blob_chain_bottom_esnap(const struct bs_blob *blob);
+/**
+ * On the metadata thread, fill clusters dst[k] with blob clusters idx[k]
+ * read from @eb's external device (zeros past its end), for the k with
+ * from_esnap[k]. First error wins.
+ */
+void esnap_copy_clusters(struct bs_store *bs, const struct bs_blob *eb, const uint64_t *idx,
+			 const uint32_t *dst, const bool *from_esnap, uint64_t n,
+			 bs_cpl_fn cb_fn, void *cb_arg);
 
 /* ---- copy.c ---- */
 /**

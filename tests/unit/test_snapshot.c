@@ -48,22 +48,6 @@ static void consistent(struct store_env *e)
 	assert_int_equal(r.problems, 0);
 }
 
-static int snap(struct store_env *e, bs_blob_id id, bs_blob_id *out)
-{
-	struct th_cpl c = { 0 };
-
-	bs_blob_snapshot(e->bs, id, NULL, 0, out, th_cpl_fn, &c);
-	return env_wait(e, &c);
-}
-
-static int clone_of(struct store_env *e, bs_blob_id id, bs_blob_id *out)
-{
-	struct th_cpl c = { 0 };
-
-	bs_blob_clone(e->bs, id, NULL, 0, out, th_cpl_fn, &c);
-	return env_wait(e, &c);
-}
-
 static int op_id(struct store_env *e, int which, bs_blob_id id, bs_blob_id arg)
 {
 	struct th_cpl c = { 0 };
@@ -140,7 +124,7 @@ static void test_snapshot_cow_and_reads(void **state)
 	put(e, x, 0, 0x11);
 	put(e, x, 2, 0x22);
 	free0 = bs_get_free_cluster_count(e->bs);
-	assert_int_equal(snap(e, x, &s), 0);
+	assert_int_equal(env_snapshot(e, x, &s), 0);
 	assert_int_equal(bs_get_free_cluster_count(e->bs), free0); /* O(1): nothing copied */
 	assert_int_equal(bs_blob_get_parent(e->bs, x, &parent), 0);
 	assert_int_equal(parent, s);
@@ -171,7 +155,7 @@ static void test_cow_sub_cluster_keeps_rest(void **state)
 	assert_int_equal(env_open(e, x, &b), 0);
 	assert_int_equal(env_write(e, b, w, 0, upc(e)), 0);
 	assert_int_equal(env_close(e, b), 0);
-	assert_int_equal(snap(e, x, &s), 0);
+	assert_int_equal(env_snapshot(e, x, &s), 0);
 	assert_int_equal(env_open(e, x, &b), 0);
 	memset(w + e->block_len, 0xEE, e->block_len);
 	assert_int_equal(env_write(e, b, w + e->block_len, 1, 1), 0);
@@ -196,7 +180,7 @@ static void test_chain_depth_5(void **state)
 	assert_int_equal(env_create(e, 6, true, &x), 0);
 	for (int i = 0; i < 5; i++) {
 		put(e, x, (uint64_t)i, (uint8_t)(0x40 + i));
-		assert_int_equal(snap(e, x, &s[i]), 0);
+		assert_int_equal(env_snapshot(e, x, &s[i]), 0);
 	}
 	put(e, x, 5, 0x50);
 	for (int i = 0; i < 5; i++)
@@ -227,9 +211,9 @@ static void test_clones_of_a_golden_image(void **state)
 
 	assert_int_equal(env_create(e, 2, false, &x), 0);
 	put(e, x, 1, 0x77);
-	assert_int_equal(snap(e, x, &s), 0);
+	assert_int_equal(env_snapshot(e, x, &s), 0);
 	for (int i = 0; i < 100; i++) {
-		assert_int_equal(clone_of(e, s, &c[i]), 0);
+		assert_int_equal(env_clone(e, s, &c[i]), 0);
 		if (i % 10 == 0)
 			put(e, c[i], 1, (uint8_t)i + 1);
 	}
@@ -250,9 +234,9 @@ static void test_inflate_and_decouple(void **state)
 
 	assert_int_equal(env_create(e, 3, true, &x), 0);
 	put(e, x, 0, 0x01);
-	assert_int_equal(snap(e, x, &s1), 0);
+	assert_int_equal(env_snapshot(e, x, &s1), 0);
 	put(e, x, 1, 0x02);
-	assert_int_equal(snap(e, x, &s2), 0);
+	assert_int_equal(env_snapshot(e, x, &s2), 0);
 	/* decouple: copy what s2 owns (cluster 1), re-parent to s1 */
 	assert_int_equal(op_id(e, 1, x, 0), 0);
 	assert_int_equal(bs_blob_get_parent(e->bs, x, &p), 0);
@@ -280,21 +264,21 @@ static void test_set_parent_and_bad_input(void **state)
 
 	assert_int_equal(env_create(e, 2, false, &a), 0);
 	put(e, a, 0, 0xA0);
-	assert_int_equal(snap(e, a, &sa), 0);
+	assert_int_equal(env_snapshot(e, a, &sa), 0);
 	assert_int_equal(env_create(e, 2, true, &t), 0);
 	assert_int_equal(op_id(e, 2, t, sa), 0);
 	assert_int_equal(bs_blob_get_parent(e->bs, t, &p), 0);
 	assert_int_equal(p, sa);
 	assert_int_equal(get(e, t, 0), 0xA0);
 	/* Bad input: every one refused, nothing changed. */
-	assert_int_equal(clone_of(e, a, &out), -EINVAL);	/* writable parent */
-	assert_int_equal(snap(e, sa, &out), -EINVAL);		/* snapshot of a read-only blob */
+	assert_int_equal(env_clone(e, a, &out), -EINVAL);	/* writable parent */
+	assert_int_equal(env_snapshot(e, sa, &out), -EINVAL);		/* snapshot of a read-only blob */
 	assert_int_equal(env_create(e, 1, true, &small), 0);
 	assert_int_equal(op_id(e, 2, small, sa), -EINVAL);	/* size mismatch */
 	assert_int_equal(op_id(e, 2, t, t), -EINVAL);		/* itself */
-	assert_int_equal(snap(e, t, &st), 0);
+	assert_int_equal(env_snapshot(e, t, &st), 0);
 	assert_int_equal(op_id(e, 2, sa, st), -EINVAL);		/* cycle: st descends from sa */
-	assert_int_equal(snap(e, 0, &out), -ENOENT);
+	assert_int_equal(env_snapshot(e, 0, &out), -ENOENT);
 	reload_both_ways(e);
 	assert_int_equal(get(e, t, 0), 0xA0);
 }
@@ -307,7 +291,7 @@ static void test_delete_snapshot_with_0_1_n_clones(void **state)
 
 	assert_int_equal(env_create(e, 2, false, &x), 0);
 	put(e, x, 0, 0x10);
-	assert_int_equal(snap(e, x, &s), 0);
+	assert_int_equal(env_snapshot(e, x, &s), 0);
 	put(e, x, 1, 0x20);
 	/* One clone (x): merge; x keeps reading the same data. */
 	assert_int_equal(env_delete(e, s), 0);
@@ -318,9 +302,9 @@ static void test_delete_snapshot_with_0_1_n_clones(void **state)
 	assert_int_equal(bs_get_free_cluster_count(e->bs), free0 - 2);
 	consistent(e);
 	/* Several clones: hidden, still serving them. */
-	assert_int_equal(snap(e, x, &s), 0);
-	assert_int_equal(clone_of(e, s, &c1), 0);
-	assert_int_equal(clone_of(e, s, &c2), 0);
+	assert_int_equal(env_snapshot(e, x, &s), 0);
+	assert_int_equal(env_clone(e, s, &c1), 0);
+	assert_int_equal(env_clone(e, s, &c2), 0);
 	assert_int_equal(env_delete(e, s), 0);
 	assert_int_equal(get(e, c1, 0), 0x10);
 	{
@@ -328,7 +312,7 @@ static void test_delete_snapshot_with_0_1_n_clones(void **state)
 
 		assert_int_equal(env_open(e, s, &b), -ENOENT);
 	}
-	assert_int_equal(clone_of(e, s, &out), -ENOENT);
+	assert_int_equal(env_clone(e, s, &out), -ENOENT);
 	reload_both_ways(e);
 	assert_int_equal(get(e, c2, 1), 0x20);
 	/* Its clones go one by one; with one left it merges into it and is gone. */
@@ -345,7 +329,7 @@ static void test_delete_snapshot_with_0_1_n_clones(void **state)
 	reload_both_ways(e);
 	/* Zero clones: a plain delete. */
 	assert_int_equal(env_create(e, 1, false, &x), 0);
-	assert_int_equal(snap(e, x, &s), 0);
+	assert_int_equal(env_snapshot(e, x, &s), 0);
 	assert_int_equal(op_id(e, 0, x, 0), 0); /* inflate: s has no clone left */
 	assert_int_equal(env_delete(e, s), 0);
 	consistent(e);
@@ -375,12 +359,12 @@ static void sweep_build(struct store_env *e, struct sweep_ctx *x)
 	put(e, x->x, 2, 0x6B);
 	if (x->which == SW_SNAPSHOT)
 		return;
-	assert_int_equal(snap(e, x->x, &x->s), 0);
+	assert_int_equal(env_snapshot(e, x->x, &x->s), 0);
 	put(e, x->x, 1, 0x7C);
 	if (x->which == SW_SET_PARENT)
 		assert_int_equal(env_create(e, 3, true, &x->d), 0);
 	if (x->which == SW_DECOUPLE || x->which == SW_DELETE_N)
-		assert_int_equal(clone_of(e, x->s, &x->c), 0);
+		assert_int_equal(env_clone(e, x->s, &x->c), 0);
 }
 
 static int sweep_op(struct store_env *e, struct sweep_ctx *x)
@@ -388,8 +372,8 @@ static int sweep_op(struct store_env *e, struct sweep_ctx *x)
 	bs_blob_id out;
 
 	switch (x->which) {
-	case SW_SNAPSHOT: return snap(e, x->x, &out);
-	case SW_CLONE: return clone_of(e, x->s, &out);
+	case SW_SNAPSHOT: return env_snapshot(e, x->x, &out);
+	case SW_CLONE: return env_clone(e, x->s, &out);
 	case SW_INFLATE: return op_id(e, 0, x->x, 0);
 	case SW_DECOUPLE: return op_id(e, 1, x->x, 0);
 	case SW_SET_PARENT: return op_id(e, 2, x->d, x->s);
@@ -603,7 +587,7 @@ static void test_file_dev_copy_offload_cow_and_inflate(void **state)
 	assert_int_equal(env_open(e, x, &b), 0);
 	assert_int_equal(env_write(e, b, w, 0, 4 * upc(e)), 0);
 	assert_int_equal(env_close(e, b), 0);
-	assert_int_equal(snap(e, x, &s), 0);
+	assert_int_equal(env_snapshot(e, x, &s), 0);
 
 	memcpy(cow, w + cs, cs);
 	memset(cow + 3 * e->block_len, 0xC5, e->block_len);
@@ -614,7 +598,7 @@ static void test_file_dev_copy_offload_cow_and_inflate(void **state)
 	expect_cluster(e, x, 1, cow);
 	expect_cluster(e, s, 1, w + cs);
 
-	assert_int_equal(clone_of(e, s, &c), 0);
+	assert_int_equal(env_clone(e, s, &c), 0);
 	assert_int_equal(op_id(e, 0, c, 0), 0);	/* inflate */
 	assert_int_equal(allocated(e, c), 4);
 	assert_int_equal(bs_blob_get_parent(e->bs, c, &parent), 0);

@@ -176,7 +176,23 @@ int env_flush(struct store_env *e)
 	return env_wait(e, &c);
 }
 
-static struct bs_io_channel *env_channel(struct store_env *e)
+int env_snapshot(struct store_env *e, bs_blob_id id, bs_blob_id *out)
+{
+	struct th_cpl c = { 0 };
+
+	bs_blob_snapshot(e->bs, id, NULL, 0, out, th_cpl_fn, &c);
+	return env_wait(e, &c);
+}
+
+int env_clone(struct store_env *e, bs_blob_id id, bs_blob_id *out)
+{
+	struct th_cpl c = { 0 };
+
+	bs_blob_clone(e->bs, id, NULL, 0, out, th_cpl_fn, &c);
+	return env_wait(e, &c);
+}
+
+struct bs_io_channel *env_channel(struct store_env *e)
 {
 	if (e->ch == NULL)
 		e->ch = bs_alloc_channel(e->bs);

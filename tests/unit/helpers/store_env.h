@@ -56,8 +56,13 @@ int env_delete(struct store_env *e, bs_blob_id id);
 int env_resize(struct store_env *e, struct bs_blob *b, uint64_t clusters);
 int env_sync(struct store_env *e, struct bs_blob *b);
 int env_flush(struct store_env *e);
+/* Snapshot / clone of @p id (no xattrs), waited for. */
+int env_snapshot(struct store_env *e, bs_blob_id id, bs_blob_id *out);
+int env_clone(struct store_env *e, bs_blob_id id, bs_blob_id *out);
 int env_write(struct store_env *e, struct bs_blob *b, const void *buf, uint64_t off, uint64_t len);
 int env_read(struct store_env *e, struct bs_blob *b, void *buf, uint64_t off, uint64_t len);
+/** The env's channel on the metadata thread (allocated on first use). */
+struct bs_io_channel *env_channel(struct store_env *e);
 int env_check(struct store_env *e, struct bs_check_report *r);
 
 /** Wait for a completion started by the test (asserting it was deferred). */

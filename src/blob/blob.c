@@ -448,6 +448,29 @@ static void open_parent_cpl(void *cb_arg, int err)
 	open_wake_waiters(blob, err);
 }
 
+/*
+ * Would loading @blob's parent wait for @blob itself? Only corrupt parent
+ * links loop: follow them through the blobs being loaded (each waits for
+ * its parent) and see whether the chain comes back. Without this an open
+ * would wait forever on its own load.
+ */
+static bool open_parent_loops(struct bs_store *bs, const struct bs_blob *blob)
+{
+	bs_blob_id p = blob->parent_id;
+
+	for (uint64_t n = 0; p != 0 && n <= bs->max_blobs; n++) {
+		const struct bs_blob *b;
+
+		if (p == blob->id)
+			return true;
+		b = store_find_blob(bs, p);
+		if (b == NULL || b->state != BLOB_LOADING || (b->invalid_flags & BLOB_INVALID_ESNAP))
+			return false;
+		p = b->parent_id;
+	}
+	return p != 0;
+}
+
 static void open_tree_cpl(void *cb_arg, int err)
 {
 	struct slot_read *sr = cb_arg;
@@ -461,6 +484,12 @@ static void open_tree_cpl(void *cb_arg, int err)
 	} else if ((err = blob_alloc_dirty_resize(blob)) != 0) {
 		blob_free_md(blob);
 		blob->state = BLOB_CLOSED;
+	} else if (blob->parent_id != 0 && !(blob->invalid_flags & BLOB_INVALID_ESNAP) &&
+		   open_parent_loops(sr->bs, blob)) {
+		LOG_ERR("open: blob 0x%" PRIx64 ": its parent chain loops back to it", blob->id);
+		blob_free_md(blob);
+		blob->state = BLOB_CLOSED;
+		err = -EILSEQ;
 	} else if (blob->parent_id != 0 && !(blob->invalid_flags & BLOB_INVALID_ESNAP)) {
 		/* Reads of clusters it does not own go to its parent: load it too. */
 		blob_open_internal(sr->bs, blob->parent_id, &blob->parent, open_parent_cpl, sr);

@@ -146,8 +146,30 @@ struct tree_load {
 	void *cb_arg;
 };
 
+/*
+ * D18: an esnap clone names its device (a valid id in its xattrs) and has no
+ * blob parent; a root that says ESNAP otherwise is corrupt, for open, check
+ * and recovery alike.
+ */
+static int tree_check_esnap(const struct bs_blob *blob)
+{
+	const void *id;
+	uint32_t len;
+
+	if (!(blob->invalid_flags & BLOB_INVALID_ESNAP))
+		return 0;
+	if (esnap_id_get(blob, &id, &len) == 0 && len > 0 && len <= BS_ESNAP_ID_MAX_LEN &&
+	    blob->parent_id == 0)
+		return 0;
+	LOG_ERR("blob 0x%" PRIx64 ": esnap clone without a valid esnap id, or with a blob parent",
+		blob->id);
+	return -EILSEQ;
+}
+
 static void tree_load_done(struct tree_load *tl, int err)
 {
+	if (err == 0)
+		err = tree_check_esnap(tl->blob);
 	md_free_pages(tl->pages);
 	free(tl->nodes);
 	free(tl->idx);

@@ -125,22 +125,6 @@ static void check_own_tree_pages(struct check *ck, const struct bs_blob *b)
 
 static void check_next_slot(struct check *ck);
 
-/* An esnap clone has an esnap id and no blob parent (D17). */
-static void check_esnap(struct check *ck, const struct bs_blob *tmp)
-{
-	const void *id;
-	uint32_t len;
-
-	if (!(tmp->invalid_flags & BLOB_INVALID_ESNAP))
-		return;
-	if (esnap_id_get(tmp, &id, &len) != 0 || len == 0 || len > BS_ESNAP_ID_MAX_LEN)
-		check_msg(ck, tmp->id, "blob 0x%" PRIx64 ": esnap clone without a valid esnap id",
-			  tmp->id);
-	if (tmp->parent_id != 0)
-		check_msg(ck, tmp->id, "blob 0x%" PRIx64 ": esnap clone with a blob parent 0x%"
-			  PRIx64, tmp->id, tmp->parent_id);
-}
-
 static void check_tree_cpl(void *cb_arg, int err)
 {
 	struct check *ck = cb_arg;
@@ -160,7 +144,6 @@ static void check_tree_cpl(void *cb_arg, int err)
 			  "(a page fails its checksum or its reference)", tmp->id);
 	} else {
 		ck->r->blobs_checked++;
-		check_esnap(ck, tmp);
 		check_own_tree_pages(ck, tmp);
 		if (open != NULL && open->state == BLOB_OPEN) {
 			check_own_map(ck, open);

@@ -66,7 +66,7 @@ fuzz: build-asan
 		-artifact_prefix=$(FUZZ_WORK)/artifacts/ $(FUZZ_WORK)/corpus
 
 # Crash-state harness at nightly size (docs/reliability.md "Crash-state
-# harness"): every workload under FIFO, LIFO and 16 RANDOM orders, 2000 W2
-# seeds, sharded over all cores.
+# harness"): every workload under FIFO, LIFO and 16 RANDOM orders, seq-3
+# triples, 14000 W2 seeds, sharded over all cores.
 crash-nightly: build
 	$(BUILD)/bin/crashtest --nightly --jobs $(JOBS)

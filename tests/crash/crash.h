@@ -122,7 +122,7 @@ int tag_parse(const uint8_t *sector, bs_blob_id *id, uint64_t *sect, uint64_t *g
 /* work.c: workloads */
 enum { IMG_EMPTY, IMG_MIN, IMG_POP, IMG_FULL, IMG_FULL0, IMG_COUNT };
 #define W2_CI_SEEDS 600
-#define W2_NIGHTLY_SEEDS 10000
+#define W2_NIGHTLY_SEEDS 14000
 #define W2_STEPS 8
 #define MAXSTEPS 16
 struct workload {

@@ -86,13 +86,23 @@ int work_list(struct workload **out, bool nightly)
 			w.suffix[1] = nightly ? 3 : 0;
 			add(out, &n, &cap, &w);
 		}
+	for (int t = 0; nightly && t < 1000; t++) {
+		/* Nightly seq-3 (B3): every triple of the subset, the last step synced and flushed. */
+		w = (struct workload){ .start = IMG_POP, .nsteps = 3 };
+		w.step[0] = seq2_ops[t / 100];
+		w.step[1] = seq2_ops[t / 10 % 10];
+		w.step[2] = seq2_ops[t % 10];
+		w.suffix[1] = t % 2;
+		w.suffix[2] = 3;
+		add(out, &n, &cap, &w);
+	}
 	for (int i = 0; i < w3_count() * 2; i++) {
 		w = (struct workload){ .w3 = i / 2 + 1, .start = w3_start(i / 2) };
 		w.order = i % 2 ? RO_RANDOM : RO_FIFO;
 		w.seed = (uint64_t)(i % 2);
 		add(out, &n, &cap, &w);
 	}
-	for (int seed = 1; seed <= (nightly ? 2000 : W2_CI_SEEDS); seed++) {
+	for (int seed = 1; seed <= (nightly ? W2_NIGHTLY_SEEDS : W2_CI_SEEDS); seed++) {
 		uint64_t r = (uint64_t)seed * 0x9e3779b97f4a7c15ull;
 
 		memset(&w, 0, sizeof(w));

@@ -32,6 +32,7 @@ struct store_op {
 	uint64_t t0_us;
 	int err;
 	bool destroy;
+	uint64_t collapse_slot;		/* load: next hidden slot to look at */
 };
 
 static uint64_t now_us(void)
@@ -127,17 +128,58 @@ out_fail:
 	return NULL;
 }
 
+static void store_op_finish(struct store_op *op, int err);
+static void load_collapse_next(struct store_op *op);
+
 /* Finish init/load: hand the store out, or tear it down on error. */
 static void store_op_done(struct store_op *op, int err)
 {
 	struct bs_store *bs = op->bs;
 
 	md_free_pages(op->buf);
+	op->buf = NULL;
 	if (err == 0) {
 		err = store_register_io(bs);
 		if (err != 0)
 			LOG_ERR("store: cannot register the IO device: %s", strerror(-err));
 	}
+	if (err == 0 && bs->report.recovered && !bs->read_only && bs->error == 0 &&
+	    bitarray_count_set(&bs->slots_hidden) != 0) {
+		op->collapse_slot = 0;
+		load_collapse_next(op);
+		return;
+	}
+	store_op_finish(op, err);
+}
+
+static void load_collapse_cpl(void *cb_arg, int err)
+{
+	(void)err; /* a failed collapse is logged and leaves the snapshot hidden */
+	load_collapse_next(cb_arg);
+}
+
+/*
+ * A crash can cut short the collapse that follows a clone's delete: the
+ * hidden snapshot it leaves (one clone or none) is collapsed here, after
+ * recovery and before the store is handed out, one at a time.
+ */
+static void load_collapse_next(struct store_op *op)
+{
+	struct bs_store *bs = op->bs;
+	uint64_t s = bitarray_find_first_set(&bs->slots_hidden, op->collapse_slot);
+
+	if (s == BITARRAY_NONE || bs->error != 0) {
+		store_op_finish(op, 0);
+		return;
+	}
+	op->collapse_slot = s + 1;
+	blob_collapse(bs, BLOB_ID(bs->slot_inc[s], s), load_collapse_cpl, op);
+}
+
+static void store_op_finish(struct store_op *op, int err)
+{
+	struct bs_store *bs = op->bs;
+
 	if (err == 0) {
 		bs->report.usec = now_us() - op->t0_us;
 		*op->bs_out = bs;

@@ -283,6 +283,41 @@ static void test_set_parent_and_bad_input(void **state)
 	assert_int_equal(get(e, t, 0), 0xA0);
 }
 
+/*
+ * A hidden snapshot whose collapse a crash cut short is collapsed at load.
+ * S (snapshot of X) has clones X and A; deleting S hides it; deleting A
+ * commits A's tombstone, then the merge of S into X fails (the device
+ * refuses every later write) and the power goes. The recovering load finds
+ * S hidden with X as its only clone and merges it: X has no parent, reads
+ * its data, and S is gone.
+ */
+static void test_collapse_finished_at_load(void **state)
+{
+	struct store_env *e = *state;
+	bs_blob_id x, s, a, p = 1;
+
+	assert_int_equal(env_create(e, 3, true, &x), 0);
+	put(e, x, 0, 0x11);
+	put(e, x, 2, 0x22);
+	assert_int_equal(env_snapshot(e, x, &s), 0);
+	put(e, x, 1, 0x33);
+	assert_int_equal(env_clone(e, s, &a), 0);
+	assert_int_equal(env_delete(e, s), 0);
+	assert_int_equal(env_flush(e), 0);
+	bs_ram_dev_inject(e->dev, BS_IO_WRITE, 2, -EIO, true); /* after A's tombstone */
+	(void)env_delete(e, a);
+	bs_ram_dev_clear_faults(e->dev);
+	env_crash(e, BS_CUT_DROP_ALL, 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(bs_blob_get_parent(e->bs, x, &p), 0);
+	assert_int_equal(p, 0);
+	assert_int_equal(bs_blob_get_parent(e->bs, s, &p), -ENOENT);
+	assert_int_equal(get(e, x, 0), 0x11);
+	assert_int_equal(get(e, x, 1), 0x33);
+	assert_int_equal(get(e, x, 2), 0x22);
+	consistent(e);
+}
+
 static void test_delete_snapshot_with_0_1_n_clones(void **state)
 {
 	struct store_env *e = *state;
@@ -629,6 +664,7 @@ int main(void)
 		PARAM(test_inflate_and_decouple),
 		PARAM(test_set_parent_and_bad_input),
 		PARAM(test_delete_snapshot_with_0_1_n_clones),
+		PARAM(test_collapse_finished_at_load),
 		cmocka_unit_test_prestate_setup_teardown(test_D13_power_cut_sweeps, setup, env_fixture_teardown,
 							 (void *)&g_sweep_params[0]),
 		cmocka_unit_test_prestate_setup_teardown(test_D13_power_cut_sweeps, setup, env_fixture_teardown,

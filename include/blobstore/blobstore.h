@@ -43,7 +43,17 @@ typedef uint64_t bs_blob_id;
 
 #define BS_BLOB_ID_INVALID ((bs_blob_id)0)
 
-/** What init does to the data area. */
+/**
+ * What init does to the data area. Whatever is chosen, a cluster reads as
+ * zeros when it is first given to a blob (D8: the store zeroes it first).
+ * On a block device with discard UNMAP is cheap and lets thin or flash
+ * storage reclaim the space. On a regular file UNMAP punches holes and
+ * WRITE_ZEROES leaves unwritten extents, so the file system has to
+ * allocate or convert extents again under the first writes of every blob
+ * (bench/blobperf: fresh-thin random writes well below a pre-written
+ * file's); NONE costs nothing at init and keeps the file's blocks written:
+ * prefer it for file-backed stores.
+ */
 enum bs_clear_method {
 	BS_CLEAR_UNMAP = 0,		/* unmap (or zero) every data cluster */
 	BS_CLEAR_WRITE_ZEROES = 1,	/* write zeroes over every data cluster */

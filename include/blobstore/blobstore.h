@@ -226,12 +226,16 @@ void bs_blob_open(struct bs_store *bs, bs_blob_id id, struct bs_blob **blob_out,
 void bs_blob_close(struct bs_blob *blob, bs_cpl_fn cb_fn, void *cb_arg);
 
 /**
- * Delete a closed blob. A snapshot with one clone is merged into it (the
- * clone takes over its clusters); a snapshot with several clones is hidden:
- * it disappears from iteration and open, keeps serving its clones, and goes
- * away by itself when at most one clone is left.
- * Errors: -ENOENT, -EBUSY (open, or an ancestor of an open blob being
- * merged), -EROFS, -EIO. Durable: the blob is gone, when it reports 0 (D11).
+ * Delete a blob the application holds no handle of. A snapshot with one
+ * clone is merged into it (the clone takes over its clusters); a snapshot
+ * with several clones is hidden: it disappears from iteration and open,
+ * keeps serving its clones, and goes away by itself when at most one clone
+ * is left. Its clones may be open meanwhile (their IO is paused during the
+ * merge; their handles keep working).
+ * Errors: -ENOENT, -EBUSY (the blob has a handle, a sync or another
+ * operation on it or its clone is running), -EROFS, -EIO.
+ * Callback: the metadata thread. Durable: the blob is gone, when it reports
+ * 0 (D11; a merge as one group, D13).
  */
 void bs_blob_delete(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg);
 

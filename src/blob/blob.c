@@ -957,6 +957,21 @@ void bs_blob_delete(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *c
 	blob_delete_internal(bs, id, cb_fn, cb_arg);
 }
 
+/*
+ * Is every reference to the open @blob a loaded clone's parent link (the
+ * application holds no handle of it)? Such a snapshot may be deleted: the
+ * merge or hide works on it through its clone, whose IO it pauses.
+ */
+static bool blob_held_by_clones_only(const struct bs_store *bs, const struct bs_blob *blob)
+{
+	const struct bs_blob *b;
+	uint32_t n = 0;
+
+	TAILQ_FOREACH(b, &bs->blobs, link)
+		n += b->parent == blob && b->state == BLOB_OPEN;
+	return n > 0 && n == blob->ref;
+}
+
 /* Delete without the visibility check: also collapses hidden snapshots. */
 void blob_delete_internal(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, void *cb_arg)
 {
@@ -970,7 +985,8 @@ void blob_delete_internal(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, v
 		blob = store_find_blob(bs, id);
 		if (blob != NULL && blob->state == BLOB_DELETED)
 			rc = -ENOENT;
-		else if (blob != NULL && blob->state != BLOB_CLOSED)
+		else if (blob != NULL && blob->state != BLOB_CLOSED &&
+			 !(blob->state == BLOB_OPEN && blob_held_by_clones_only(bs, blob)))
 			rc = -EBUSY;
 	}
 	if (rc == 0) {
@@ -985,6 +1001,8 @@ void blob_delete_internal(struct bs_store *bs, bs_blob_id id, bs_cpl_fn cb_fn, v
 			blob_hide(bs, id, cb_fn, cb_arg);
 			return;
 		}
+		if (blob != NULL && blob->state != BLOB_CLOSED)
+			rc = -EBUSY; /* clone links without clones: never delete it open */
 	}
 	if (rc != 0 || (sr = slot_read_new(bs, cb_fn, cb_arg)) == NULL) {
 		if (rc != 0)

@@ -284,6 +284,56 @@ static void test_set_parent_and_bad_input(void **state)
 }
 
 /*
+ * Deleting a snapshot while its clone is open (the clone's open holds the
+ * snapshot as its parent): the snapshot merges into the open clone, whose
+ * handle keeps working and reads the same data; a handle of the snapshot
+ * itself still makes the delete -EBUSY; with two open clones the snapshot
+ * is hidden. Everything holds after a reload.
+ */
+static void test_delete_snapshot_with_open_clones(void **state)
+{
+	struct store_env *e = *state;
+	uint8_t *buf = env_buf(e->block_len);
+	bs_blob_id x, s, s2, c, p = 1;
+	struct bs_blob *hx, *hs, *hc;
+
+	assert_int_equal(env_create(e, 3, true, &x), 0);
+	put(e, x, 0, 0x41);
+	assert_int_equal(env_snapshot(e, x, &s), 0);
+	put(e, x, 1, 0x42);
+	assert_int_equal(env_open(e, x, &hx), 0);
+	assert_int_equal(env_open(e, s, &hs), 0);
+	assert_int_equal(env_delete(e, s), -EBUSY); /* the application holds it */
+	assert_int_equal(env_close(e, hs), 0);
+	assert_int_equal(env_delete(e, s), 0); /* merged into the open clone */
+	assert_int_equal(bs_blob_get_parent(e->bs, x, &p), 0);
+	assert_int_equal(p, 0);
+	assert_int_equal(env_read(e, hx, buf, 0, 1), 0);
+	assert_int_equal(buf[0], 0x41);
+	memset(buf, 0x43, e->block_len);
+	assert_int_equal(env_write(e, hx, buf, 2 * upc(e), 1), 0);
+	assert_int_equal(env_close(e, hx), 0);
+	/* Two open clones: the snapshot is hidden and keeps serving both. */
+	assert_int_equal(env_snapshot(e, x, &s2), 0);
+	assert_int_equal(env_clone(e, s2, &c), 0);
+	assert_int_equal(env_open(e, x, &hx), 0);
+	assert_int_equal(env_open(e, c, &hc), 0);
+	assert_int_equal(env_delete(e, s2), 0);
+	assert_int_equal(env_read(e, hc, buf, upc(e), 1), 0);
+	assert_int_equal(buf[0], 0x42);
+	assert_int_equal(env_close(e, hc), 0);
+	assert_int_equal(env_close(e, hx), 0);
+	assert_int_equal(env_unload(e), 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(get(e, x, 0), 0x41);
+	assert_int_equal(get(e, x, 1), 0x42);
+	assert_int_equal(get(e, x, 2), 0x43);
+	assert_int_equal(get(e, c, 0), 0x41);
+	consistent(e);
+	free(buf);
+}
+
+/*
  * A hidden snapshot whose collapse a crash cut short is collapsed at load.
  * S (snapshot of X) has clones X and A; deleting S hides it; deleting A
  * commits A's tombstone, then the merge of S into X fails (the device
@@ -665,6 +715,7 @@ int main(void)
 		PARAM(test_set_parent_and_bad_input),
 		PARAM(test_delete_snapshot_with_0_1_n_clones),
 		PARAM(test_collapse_finished_at_load),
+		PARAM(test_delete_snapshot_with_open_clones),
 		cmocka_unit_test_prestate_setup_teardown(test_D13_power_cut_sweeps, setup, env_fixture_teardown,
 							 (void *)&g_sweep_params[0]),
 		cmocka_unit_test_prestate_setup_teardown(test_D13_power_cut_sweeps, setup, env_fixture_teardown,

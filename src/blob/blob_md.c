@@ -322,6 +322,18 @@ static void tree_xattr_cpl(void *cb_arg, int err)
  * Load the blob's xattrs and cluster map from its validated root page. Every
  * page is checked against its reference (D1).
  */
+/* D1: a root names pages of its own commit or earlier ones, never newer. */
+static bool tree_refs_not_newer(const struct md_root *root)
+{
+	for (uint32_t i = 0; i < MD_ROOT_MAP_REFS; i++)
+		if (root->map_refs[i].gen > root->hdr.gen)
+			return false;
+	for (uint32_t i = 0; i < MD_ROOT_XATTR_REFS; i++)
+		if (root->xattr_refs[i].gen > root->hdr.gen)
+			return false;
+	return true;
+}
+
 void blob_tree_load(struct bs_store *bs, struct bs_blob *blob, const struct md_root *root,
 		    bs_cpl_fn cb_fn, void *cb_arg)
 {
@@ -337,6 +349,11 @@ void blob_tree_load(struct bs_store *bs, struct bs_blob *blob, const struct md_r
 	tl->root = *root;
 	tl->cb_fn = cb_fn;
 	tl->cb_arg = cb_arg;
+	if (!tree_refs_not_newer(root)) {
+		LOG_ERR("blob 0x%" PRIx64 ": a reference is newer than its root", blob->id);
+		tree_load_done(tl, -EILSEQ);
+		return;
+	}
 	if (root->xattr_npages == 0) {
 		int rc = xattr_set_decode(&blob->xattrs, root->xattr_inline, root->xattr_len);
 
@@ -730,12 +747,25 @@ static void commit_data_cpl(void *cb_arg, int err)
 	commit_submit(c);
 }
 
+/*
+ * The generation of a new commit: the store's next, and above the blob's
+ * own newest root even if the super block's counter says otherwise (a
+ * damaged or forged one: D3 needs every commit newer than all it replaces).
+ */
+static uint64_t commit_next_gen(struct bs_store *bs, uint64_t newest)
+{
+	uint64_t gen = BS_MAX(bs->txn_next, newest + 1);
+
+	bs->txn_next = gen + 1;
+	return gen;
+}
+
 static void commit_build(struct commit *c)
 {
 	struct md_batch *b;
 	int rc;
 
-	c->gen = c->bs->txn_next++;
+	c->gen = commit_next_gen(c->bs, c->blob->root_gen);
 	rc = commit_render(c);
 	if (rc != 0) {
 		commit_finish(c, rc);
@@ -981,11 +1011,14 @@ static void group_tag_roots(struct commit_group *g, uint64_t gen)
 static void group_dirty_cpl(void *cb_arg, int err)
 {
 	struct commit_group *g = cb_arg;
-	uint64_t gen = g->bs->txn_next++;
+	uint64_t newest = 0, gen;
 	bool data_flush = false;
 	struct md_batch *b;
 	uint32_t i;
 
+	for (i = 0; i < g->n; i++)
+		newest = BS_MAX(newest, g->m[i]->blob->root_gen);
+	gen = commit_next_gen(g->bs, newest);
 	for (i = 0; err == 0 && i < g->n; i++) {
 		g->m[i]->gen = gen;
 		err = commit_render(g->m[i]);

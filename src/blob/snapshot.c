@@ -37,6 +37,9 @@ struct snap_op {
 	uint64_t ncopy;
 	uint64_t old_parent;
 	uint64_t old_invalid;
+	struct bs_blob *old_handle;	/* re-parent: the old parent, kept until durable */
+	void *old_esnap_id;		/* re-parent: the dropped esnap id, for undo */
+	uint32_t old_esnap_len;
 	bool frozen;
 	int err;
 	bs_cpl_fn cb_fn;
@@ -86,6 +89,7 @@ static void snap_finish(struct snap_op *op, int err)
 	free(op->zeroed);
 	free(op->from_esnap);
 	free(op->skip);
+	free(op->old_esnap_id);
 	op->cb_fn(op->cb_arg, err);
 	free(op);
 }
@@ -371,14 +375,32 @@ static void reparent_collapsed_cpl(void *cb_arg, int err)
 	snap_finish(cb_arg, 0);
 }
 
+/* The re-parent commit failed: the blob reads through its old parent again. */
+static void reparent_undo(struct snap_op *op)
+{
+	struct bs_blob *x = op->blob;
+
+	if (x->parent != NULL)
+		blob_put(x->parent);
+	x->parent = op->old_handle;
+	x->parent_id = op->old_parent;
+	op->old_handle = NULL;
+	if (op->old_esnap_id != NULL && esnap_mark(x, op->old_esnap_id, op->old_esnap_len) != 0)
+		LOG_ERR("blob 0x%" PRIx64 ": cannot restore its esnap id in memory", x->id);
+}
+
 static void reparent_commit_cpl(void *cb_arg, int err)
 {
 	struct snap_op *op = cb_arg;
 
 	if (err != 0) {
+		reparent_undo(op);
 		snap_finish(op, err);
 		return;
 	}
+	if (op->old_handle != NULL)
+		blob_put(op->old_handle);
+	op->old_handle = NULL;
 	op->bs->slot_parent[op->blob->slot] = op->blob->parent_id;
 	if (!(op->blob->invalid_flags & BLOB_INVALID_ESNAP))
 		esnap_detach(op->blob); /* no longer an esnap clone: close its device */
@@ -386,23 +408,44 @@ static void reparent_commit_cpl(void *cb_arg, int err)
 	blob_collapse(op->bs, op->old_parent, reparent_collapsed_cpl, op);
 }
 
+/* Keep a copy of @x's esnap id (if any) so a failed re-parent can restore it. */
+static int reparent_save_esnap(struct snap_op *op, const struct bs_blob *x)
+{
+	const void *id;
+	uint32_t len;
+
+	if (!(x->invalid_flags & BLOB_INVALID_ESNAP) || esnap_id_get(x, &id, &len) != 0)
+		return 0;
+	op->old_esnap_id = malloc(len);
+	if (op->old_esnap_id == NULL)
+		return -ENOMEM;
+	memcpy(op->old_esnap_id, id, len);
+	op->old_esnap_len = len;
+	return 0;
+}
+
 /*
- * Point @x at a new parent handle @np (or none): the old parent's ref is
- * dropped, the new one's taken, and the change committed.
+ * Point @x (frozen) at a new parent handle @np (or none) and commit it.
+ * The old parent's ref is dropped only once the change is durable; if the
+ * commit fails, the old arrangement is put back in memory too.
  */
 static void reparent_commit(struct snap_op *op, struct bs_blob *np, uint64_t parent_id)
 {
-	struct bs_blob *x = op->blob, *old = x->parent;
+	struct bs_blob *x = op->blob;
+	int rc = reparent_save_esnap(op, x);
 
+	if (rc != 0) {
+		snap_finish(op, rc);
+		return;
+	}
 	op->old_parent = x->parent_id;
+	op->old_handle = x->parent;
 	if (np != NULL)
 		np->ref++;
 	x->parent = np;
 	x->parent_id = parent_id;
 	esnap_unmark(x); /* inflate, set parent: an external parent goes too */
 	x->md_dirty = true;
-	if (old != NULL)
-		blob_put(old);
 	blob_commit(x, false, reparent_commit_cpl, op);
 }
 
@@ -549,6 +592,14 @@ static bool chain_contains(const struct bs_store *bs, bs_blob_id id, bs_blob_id 
 	return false;
 }
 
+static void set_parent_frozen(void *ctx)
+{
+	struct snap_op *op = ctx;
+
+	op->frozen = true;
+	reparent_commit(op, op->other, op->other->id);
+}
+
 static void set_parent_other_cpl(void *cb_arg, int err)
 {
 	struct snap_op *op = cb_arg;
@@ -563,11 +614,10 @@ static void set_parent_other_cpl(void *cb_arg, int err)
 	}
 	if (err == 0 && (x->syncing || atomic_load(&x->frozen)))
 		err = -EBUSY;
-	if (err != 0) {
+	if (err == 0)
+		err = blob_freeze_run(x, set_parent_frozen, op); /* no read races the swap */
+	if (err != 0)
 		snap_finish(op, err);
-		return;
-	}
-	reparent_commit(op, p, p->id);
 }
 
 static void set_parent_open_cpl(void *cb_arg, int err)

@@ -284,6 +284,40 @@ static void test_set_parent_and_bad_input(void **state)
 }
 
 /*
+ * A set parent whose commit fails (the device refuses writes) leaves the
+ * blob reading through its old parent, open, in memory as on disk; after
+ * the reload it still has it.
+ */
+static void test_set_parent_failed_commit_keeps_old_parent(void **state)
+{
+	struct store_env *e = *state;
+	bs_blob_id a, sa, b, sb, t, p = 0;
+	struct bs_blob *ht;
+	uint8_t *buf = env_buf(e->block_len);
+
+	assert_int_equal(env_create(e, 2, false, &a), 0);
+	put(e, a, 0, 0xA1);
+	assert_int_equal(env_snapshot(e, a, &sa), 0);
+	assert_int_equal(env_create(e, 2, false, &b), 0);
+	put(e, b, 0, 0xB1);
+	assert_int_equal(env_snapshot(e, b, &sb), 0);
+	assert_int_equal(env_clone(e, sa, &t), 0);
+	assert_int_equal(env_open(e, t, &ht), 0);
+	bs_ram_dev_inject(e->dev, BS_IO_WRITE, 1, -EIO, true);
+	assert_int_equal(op_id(e, 2, t, sb), -EIO);
+	bs_ram_dev_clear_faults(e->dev);
+	assert_int_equal(env_read(e, ht, buf, 0, 1), 0);
+	assert_int_equal(buf[0], 0xA1);
+	assert_int_equal(env_close(e, ht), -EIO); /* the store is read-only now (D10) */
+	env_crash(e, BS_CUT_DROP_ALL, 0);
+	assert_int_equal(env_load(e, NULL), 0);
+	assert_int_equal(bs_blob_get_parent(e->bs, t, &p), 0);
+	assert_int_equal(p, sa);
+	assert_int_equal(get(e, t, 0), 0xA1);
+	free(buf);
+}
+
+/*
  * Deleting a snapshot while its clone is open (the clone's open holds the
  * snapshot as its parent): the snapshot merges into the open clone, whose
  * handle keeps working and reads the same data; a handle of the snapshot
@@ -716,6 +750,7 @@ int main(void)
 		PARAM(test_delete_snapshot_with_0_1_n_clones),
 		PARAM(test_collapse_finished_at_load),
 		PARAM(test_delete_snapshot_with_open_clones),
+		PARAM(test_set_parent_failed_commit_keeps_old_parent),
 		cmocka_unit_test_prestate_setup_teardown(test_D13_power_cut_sweeps, setup, env_fixture_teardown,
 							 (void *)&g_sweep_params[0]),
 		cmocka_unit_test_prestate_setup_teardown(test_D13_power_cut_sweeps, setup, env_fixture_teardown,

@@ -54,14 +54,17 @@ install: build
 # Loader fuzzer (docs/reliability.md "Loader fuzzing"): fuzz_bs_load of the
 # clang ASan build (its fuzzer build) for FUZZ_SECONDS on one core. The
 # corpus grows in $(FUZZ_WORK)/corpus, seeded from tests/fuzz/corpus (never
-# written); crashes land in $(FUZZ_WORK)/artifacts/.
+# written); crashes land in $(FUZZ_WORK)/artifacts/. FUZZ_FORK keeps a long
+# run going after a finding (one forked worker): look for artifacts when it
+# ends. FUZZ_FORK= stops at the first finding instead.
 FUZZ_WORK    ?= $(ASAN_BUILD)/fuzz
 FUZZ_SECONDS ?= 3600
 FUZZ_FLAGS   ?= -timeout=5 -rss_limit_mb=512 -malloc_limit_mb=64 -max_len=2048
+FUZZ_FORK    ?= -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1
 fuzz: build-asan
 	mkdir -p $(FUZZ_WORK)/corpus $(FUZZ_WORK)/artifacts
 	cp -n tests/fuzz/corpus/* $(FUZZ_WORK)/corpus/
-	$(ASAN_BUILD)/bin/fuzz_bs_load $(FUZZ_FLAGS) -dict=tests/fuzz/fuzz_bs_load.dict \
+	$(ASAN_BUILD)/bin/fuzz_bs_load $(FUZZ_FLAGS) $(FUZZ_FORK) -dict=tests/fuzz/fuzz_bs_load.dict \
 		-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 		-artifact_prefix=$(FUZZ_WORK)/artifacts/ $(FUZZ_WORK)/corpus
 

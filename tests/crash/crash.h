@@ -176,7 +176,7 @@ int oracle_check(struct run *x, const struct model *m, struct ocheck *o);
 struct i12_figs {
 	uint64_t sampled;		/* crash states whose recovery was recorded */
 	uint64_t states;		/* double-failure and -EIO images checked */
-	uint64_t eio;			/* of which -EIO during recovery */
+	uint64_t eio;			/* of which -EIO from a read, write or flush of the load */
 	uint64_t failing;
 };
 /* dfail.c: I12 for one crash state @p img (checked against @p m at o->cut) */

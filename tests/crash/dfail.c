@@ -12,8 +12,10 @@
  *  (ii) -EIO from the k-th write or flush of the recovery (k < I12_EIO_MAX):
  *       the load fails cleanly or succeeds; the device as that attempt left
  *       it then loads and checks.
- * A state whose recovery writes nothing needs neither: its image is the one
- * the main oracle checks.
+ *  (iii) -EIO from the first, middle and last read of the load: the load
+ *       must fail (cleanly), and the device then loads and checks.
+ * A state whose recovery writes nothing needs no (i) or (ii): its image is
+ * the one the main oracle checks.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -113,21 +115,46 @@ static void df_cut(struct dfail *d, uint64_t c)
 			df_image(d, dur | (vol & ~(1ull << k)), c);
 }
 
-/* (ii): the k-th recovery write or flush fails with -EIO. */
-static void df_eio(struct dfail *d, uint64_t k)
+/*
+ * (ii): the k-th recovery write or flush (@p reads: the k-th read) fails
+ * with -EIO, persistently. The load may fail (a failed read must fail it)
+ * but not crash; the device as it left it then loads and checks.
+ */
+static void df_eio(struct dfail *d, uint64_t k, bool reads)
 {
 	struct rdev *r = rdev_create(CT_DEV_BYTES / CT_BLOCK, CT_BLOCK, d->img, false);
 	struct run y = { .t = d->t, .r = r, .m = (struct model *)d->m };
+	int rc;
 
 	if (r == NULL)
 		abort();
-	rdev_fail_after(r, k);
-	if (run_load(&y) == 0)
+	if (reads)
+		rdev_fail_reads_after(r, k);
+	else
+		rdev_fail_after(r, k);
+	rc = run_load(&y);
+	if (rc == 0)
 		run_abandon(&y);
 	rdev_fail_off(r);
 	d->f->eio++;
-	df_check(d, r, "-EIO at write/flush", k);
+	if (reads && rc == 0 && !d->failed) {
+		d->failed = true;
+		d->f->failing++;
+		printf("FAIL I12 (-EIO at read %" PRIu64 " of the recovery): the load succeeded\n", k);
+	}
+	df_check(d, r, reads ? "-EIO at read" : "-EIO at write/flush", k);
 	rdev_free(r);
+}
+
+/* Reads the recorded load issued. */
+static uint64_t df_reads(const struct rdev *rec)
+{
+	uint64_t n, nrd = 0;
+	const struct rdev_event *ev = rdev_events(rec, &n);
+
+	for (uint64_t i = 0; i < n; i++)
+		nrd += ev[i].phase == RP_ISSUE && ev[i].kind == RK_READ;
+	return nrd;
 }
 
 /* Record the recovery of @p d->img; false if it wrote nothing or failed. */
@@ -160,7 +187,14 @@ void dfail_run(struct bs_thread *t, const struct model *m, const struct ocheck *
 
 	d.o.sample = false;
 	f->sampled++;
-	if (df_record(&d, &rec)) {
+	if (df_record(&d, &rec) || d.nev > 0) {
+		/* -EIO from a read of the load: at the first, the middle, the last. */
+		uint64_t nrd = df_reads(rec);
+
+		for (uint64_t k = 0; nrd > 0 && k < 3; k++)
+			df_eio(&d, k == 0 ? 0 : (k == 1 ? nrd / 2 : nrd - 1), true);
+	}
+	if (d.nws > 0) {
 		d.buf = ct_buf(CT_DEV_BYTES);
 		for (uint64_t c = 1; d.nws <= I12_MAX_WRITES && c <= d.nev; c++)
 			df_cut(&d, c);
@@ -170,7 +204,7 @@ void dfail_run(struct bs_thread *t, const struct model *m, const struct ocheck *
 			nio += e->phase == RP_ISSUE && e->kind != RK_READ;
 		}
 		for (uint64_t k = 0; k < nio && k < I12_EIO_MAX; k++)
-			df_eio(&d, k);
+			df_eio(&d, k, false);
 		free(d.buf);
 	}
 	free((void *)d.ws);

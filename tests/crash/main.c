@@ -208,7 +208,7 @@ static void print_figures(const struct figures *f, double wall, int jobs)
 	       PRIu64 "\n", f->workloads, f->workload_errors, f->cuts, f->max_v, f->lints,
 	       f->states_sampled, f->avail_loss);
 	printf("I12: %" PRIu64 " states' recoveries recorded, %" PRIu64 " double-failure images "
-	       "checked (%" PRIu64 " with -EIO during recovery), %" PRIu64 " failing\n",
+	       "checked (%" PRIu64 " with -EIO from a load read, write or flush), %" PRIu64 " failing\n",
 	       f->i12.sampled, f->i12.states, f->i12.eio, f->i12.failing);
 	printf("wall %.1f s, %d workers, %.0f distinct states/s\n", wall, jobs,
 	       wall > 0 ? (double)d / wall : 0.0);

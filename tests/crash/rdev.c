@@ -33,7 +33,8 @@ struct rdev {
 	uint64_t nfl, cap_fl;
 	struct rdev_lints lints;
 	bool failing;
-	uint64_t fail_skip;		/* writes/flushes still let through */
+	bool fail_reads;		/* the injection counts and fails reads instead */
+	uint64_t fail_skip;		/* writes/flushes (or reads) still let through */
 };
 
 struct rdev_channel {
@@ -212,10 +213,12 @@ static uint64_t do_data(struct rdev *r, struct bs_dev_io *io)
 	return poff;
 }
 
-/* Whether an injected error fails @p io (reads always go through). */
+/* Whether an injected error fails @p io (writes/flushes, or only reads). */
 static bool inject(struct rdev *r, const struct bs_dev_io *io)
 {
-	if (!r->failing || io->type == BS_IO_READ || io->type == BS_IO_READV)
+	bool rd = io->type == BS_IO_READ || io->type == BS_IO_READV;
+
+	if (!r->failing || rd != r->fail_reads)
 		return false;
 	if (r->fail_skip > 0) {
 		r->fail_skip--;
@@ -394,6 +397,14 @@ const struct rdev_lints *rdev_get_lints(const struct rdev *r) { return &r->lints
 void rdev_fail_after(struct rdev *r, uint64_t skip)
 {
 	r->failing = true;
+	r->fail_reads = false;
+	r->fail_skip = skip;
+}
+
+void rdev_fail_reads_after(struct rdev *r, uint64_t skip)
+{
+	r->failing = true;
+	r->fail_reads = true;
 	r->fail_skip = skip;
 }
 

@@ -53,6 +53,8 @@ void rdev_set_tag(struct rdev *r, uint32_t tag);
  * every later one fails with -EIO and moves no data, until rdev_fail_off().
  */
 void rdev_fail_after(struct rdev *r, uint64_t skip);
+/** The same for reads: the @p skip reads after this call go through, later ones fail. */
+void rdev_fail_reads_after(struct rdev *r, uint64_t skip);
 void rdev_fail_off(struct rdev *r);
 uint8_t *rdev_view(struct rdev *r);
 uint64_t rdev_size(const struct rdev *r);

@@ -86,6 +86,7 @@ int esnap_id_check(const void *id, uint32_t len, const char *what)
 	return 0;
 }
 
+/* D18: the flag and the id change together, in memory and so in one commit. */
 int esnap_mark(struct bs_blob *blob, const void *id, uint32_t len)
 {
 	int rc = xattr_set_put(&blob->xattrs, ESNAP_XATTR_NAME, id, len, MD_XATTR_F_INTERNAL);

@@ -403,7 +403,7 @@ static void reparent_commit_cpl(void *cb_arg, int err)
 	op->old_handle = NULL;
 	op->bs->slot_parent[op->blob->slot] = op->blob->parent_id;
 	if (!(op->blob->invalid_flags & BLOB_INVALID_ESNAP))
-		esnap_detach(op->blob); /* no longer an esnap clone: close its device */
+		esnap_detach(op->blob); /* D18: not an esnap clone now it is durable: close */
 	/* The old parent may be a hidden snapshot that just lost a clone. */
 	blob_collapse(op->bs, op->old_parent, reparent_collapsed_cpl, op);
 }

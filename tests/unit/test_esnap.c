@@ -233,7 +233,7 @@ static uint64_t upc(struct store_env *e)
 
 /* ---------------------------------------------------------------- cases */
 
-static void test_esnap_reads_cow_and_reloads(void **state)
+static void test_D18_esnap_reads_cow_and_reloads(void **state)
 {
 	struct store_env *e = *state;
 	struct model m;
@@ -357,7 +357,7 @@ static void test_esnap_degraded(void **state)
 	free(m.bytes);
 }
 
-static void test_esnap_snapshot_clone_delete(void **state)
+static void test_D18_esnap_snapshot_clone_delete(void **state)
 {
 	struct store_env *e = *state;
 	struct model mx, ms;
@@ -675,9 +675,9 @@ static void test_esnap_racing_first_writes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		PARAM(test_esnap_reads_cow_and_reloads),
+		PARAM(test_D18_esnap_reads_cow_and_reloads),
 		PARAM(test_esnap_degraded),
-		PARAM(test_esnap_snapshot_clone_delete),
+		PARAM(test_D18_esnap_snapshot_clone_delete),
 		PARAM(test_esnap_inflate),
 		PARAM(test_esnap_inflate_clone_of_snapshot),
 		PARAM(test_esnap_set_external_parent),

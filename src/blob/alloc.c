@@ -9,9 +9,11 @@
  * cluster is known-zero (D8).
  */
 #include <errno.h>
+#include <inttypes.h>
 
 #include "blob/store_int.h"
 #include "util/assert_int.h"
+#include "util/log_int.h"
 
 static bool word_try_claim(uint64_t *word, uint64_t bit)
 {
@@ -70,15 +72,32 @@ uint32_t cluster_claim(struct bs_store *bs, bool *zeroed)
 	return c;
 }
 
+/*
+ * Freeing what is already free means the allocation state a clean load
+ * trusted (D7) disagrees with the metadata (a damaged image whose masks
+ * still validate). Do not guess: latch the store read-only (D10); the next
+ * load can recover. Only metadata-thread callers can get here (the data
+ * path frees only clusters it has just claimed).
+ */
+static void alloc_double_free(struct bs_store *bs, const char *what, uint64_t idx)
+{
+	LOG_ERR("store %s: %s %" PRIu64 " is already free: allocation state is inconsistent",
+		bs->dev->name, what, idx);
+	store_latch_error(bs, -EIO, "freeing"); /* D10: later metadata calls get -EIO */
+}
+
 void cluster_release(struct bs_store *bs, uint32_t cluster, bool zeroed)
 {
-	uint64_t bit = 1ull << (cluster & 63);
+	uint64_t bit = 1ull << (cluster & 63), old;
 
 	assert(cluster >= bs->md_clusters && cluster < bs->total_clusters);
-	assert(bitarray_get(&bs->clusters_used, cluster));
 	if (zeroed)
 		__atomic_fetch_or(&bs->zeroed.words[cluster >> 6], bit, __ATOMIC_RELEASE);
-	__atomic_fetch_and(&bs->clusters_used.words[cluster >> 6], ~bit, __ATOMIC_RELEASE);
+	old = __atomic_fetch_and(&bs->clusters_used.words[cluster >> 6], ~bit, __ATOMIC_RELEASE);
+	if (!(old & bit)) {
+		alloc_double_free(bs, "cluster", cluster);
+		return;
+	}
 	atomic_fetch_add(&bs->free_clusters, 1);
 }
 
@@ -109,6 +128,9 @@ int pool_page_alloc(void *arg, uint32_t *pool_idx)
 
 void pool_page_free(struct bs_store *bs, uint32_t pool_idx)
 {
-	assert(bitarray_get(&bs->pool_used, pool_idx));
+	if (!bitarray_get(&bs->pool_used, pool_idx)) {
+		alloc_double_free(bs, "pool page", pool_idx);
+		return;
+	}
 	bitarray_clear(&bs->pool_used, pool_idx);
 }

@@ -756,6 +756,11 @@ static uint64_t commit_next_gen(struct bs_store *bs, uint64_t newest)
 {
 	uint64_t gen = BS_MAX(bs->txn_next, newest + 1);
 
+	if (newest >= UINT64_MAX - 1 || gen == 0 || gen == UINT64_MAX) {
+		/* Only a damaged image gets near 2^64 commits: stop, do not wrap (D3). */
+		store_latch_error(bs, -EOVERFLOW, "metadata commit (generation counter exhausted)");
+		return 0;
+	}
 	bs->txn_next = gen + 1;
 	return gen;
 }
@@ -766,7 +771,7 @@ static void commit_build(struct commit *c)
 	int rc;
 
 	c->gen = commit_next_gen(c->bs, c->blob->root_gen);
-	rc = commit_render(c);
+	rc = c->gen != 0 ? commit_render(c) : -EIO;
 	if (rc != 0) {
 		commit_finish(c, rc);
 		return;
@@ -1018,7 +1023,9 @@ static void group_dirty_cpl(void *cb_arg, int err)
 
 	for (i = 0; i < g->n; i++)
 		newest = BS_MAX(newest, g->m[i]->blob->root_gen);
-	gen = commit_next_gen(g->bs, newest);
+	gen = err == 0 ? commit_next_gen(g->bs, newest) : 0;
+	if (err == 0 && gen == 0)
+		err = -EIO;
 	for (i = 0; err == 0 && i < g->n; i++) {
 		g->m[i]->gen = gen;
 		err = commit_render(g->m[i]);

@@ -172,6 +172,8 @@ struct ocheck {
 };
 /** Load the crash image on x->r (replay device) and check it. 0 = ok. */
 int oracle_check(struct run *x, const struct model *m, struct ocheck *o);
+/** The same for a store already loaded on x->bs (abandoned afterwards). */
+int oracle_check_loaded(struct run *x, const struct model *m, struct ocheck *o);
 
 struct i12_figs {
 	uint64_t sampled;		/* crash states whose recovery was recorded */

@@ -345,6 +345,15 @@ int oracle_check(struct run *x, const struct model *m, struct ocheck *o)
 	o->avail_loss = false;
 	if (rc != 0)
 		return fail(o, "I1 load failed: %d", rc);
+	return oracle_check_loaded(x, m, o);
+}
+
+int oracle_check_loaded(struct run *x, const struct model *m, struct ocheck *o)
+{
+	int rc;
+
+	o->fail[0] = '\0';
+	o->avail_loss = false;
 	rc = check_store(x, o);
 	if (rc == 0)
 		rc = check_blobs(x, m, o);

@@ -756,8 +756,8 @@ static uint64_t commit_next_gen(struct bs_store *bs, uint64_t newest)
 {
 	uint64_t gen = BS_MAX(bs->txn_next, newest + 1);
 
-	if (newest >= UINT64_MAX - 1 || gen == 0 || gen == UINT64_MAX) {
-		/* Only a damaged image gets near 2^64 commits: stop, do not wrap (D3). */
+	if (newest >= MD_GEN_LIMIT - 1 || gen >= MD_GEN_LIMIT) {
+		/* Only a damaged super block gets here: stop rather than wrap (D3). */
 		store_latch_error(bs, -EOVERFLOW, "metadata commit (generation counter exhausted)");
 		return 0;
 	}

@@ -41,6 +41,9 @@
 #define MD_PAGE_SIZE 4096u
 #define MD_MAGIC 0x53424C42u		/* "BLBS" little-endian */
 #define MD_VERSION 1u
+/* Generations are 1 .. MD_GEN_LIMIT - 1: a page claiming more is damaged (no
+ * store makes 2^62 commits), and no commit wraps or nears 2^64 (D3). */
+#define MD_GEN_LIMIT (1ull << 62)
 #define MD_SIGNATURE "BLOBSTOR"		/* super block signature, 8 bytes */
 #define MD_FORMAT_VERSION 1u		/* store format version */
 

@@ -61,6 +61,8 @@ static const char *md_page_identity(const struct md_header *h, const struct md_e
 		return "owner blob mismatch";
 	if (e->gen != 0 && h->gen != e->gen)
 		return "generation mismatch (stale page)";
+	if (h->gen >= MD_GEN_LIMIT)
+		return "generation out of range";
 	if (e->check_crc && h->crc != e->crc)
 		return "crc differs from the reference";
 	if (e->index != MD_ANY_INDEX && h->index != e->index)

@@ -624,10 +624,11 @@ static void recover_rollback(struct recover *rc, struct recover_blob *rb)
 		return;
 	}
 	rb->blob->root_page = prev ? other : rb->pick;
-	rb->blob->root_gen = rb->gen; /* the repair must be newer than the group's root */
 	rb->blob->rollback_gen = rb->gen; /* D17: the repair says so */
 	if (!prev) {
-		/* Nothing to restore: free the slot, queue the tombstone. */
+		/* Nothing to restore: free the slot, queue the tombstone, newer
+		 * than the group's root whatever the store's counter says. */
+		rb->blob->root_gen = rb->gen;
 		bitarray_clear(&rc->bs->slots_used, rb->slot);
 		rc->bs->slot_inc[rb->slot] = 0;
 		rb->tomb = true;

@@ -45,21 +45,27 @@ struct dfail {
 	bool failed;
 };
 
+/* Count one checked image; report the state's first failure only. */
+static void df_verdict(struct dfail *d, int rc, const struct ocheck *o, const char *what,
+		       uint64_t arg)
+{
+	d->f->states++;
+	if (rc == 0 || d->failed)
+		return;
+	d->failed = true;
+	d->f->failing++;
+	printf("FAIL I12 (%s %" PRIu64 " of the recovery): %s\n", what, arg, o->fail);
+}
+
 /* Load @p dev's image as it stands and check it; report a failure once. */
 static void df_check(struct dfail *d, struct rdev *r, const char *what, uint64_t arg)
 {
 	struct run y = { .t = d->t, .r = r, .m = (struct model *)d->m };
 	struct ocheck o = d->o;
-	int rc;
+	int rc = oracle_check(&y, d->m, &o);
 
-	d->f->states++;
-	rc = oracle_check(&y, d->m, &o);
 	run_close_dev(&y);
-	if (rc == 0 || d->failed)
-		return;
-	d->failed = true;
-	d->f->failing++;
-	printf("FAIL I12 (%s %" PRIu64 " of the recovery): %s\n", what, arg, o.fail);
+	df_verdict(d, rc, &o, what, arg);
 }
 
 /* A load that succeeded although its read @p k failed: check that store. */
@@ -67,12 +73,7 @@ static void df_check_live(struct dfail *d, struct run *y, uint64_t k)
 {
 	struct ocheck o = d->o;
 
-	d->f->states++;
-	if (oracle_check_loaded(y, d->m, &o) == 0 || d->failed)
-		return;
-	d->failed = true;
-	d->f->failing++;
-	printf("FAIL I12 (load that survived -EIO at read %" PRIu64 "): %s\n", k, o.fail);
+	df_verdict(d, oracle_check_loaded(y, d->m, &o), &o, "load that survived -EIO at read", k);
 }
 
 static bool df_seen(struct dfail *d, uint64_t set)
@@ -160,19 +161,23 @@ static void df_eio(struct dfail *d, uint64_t k, bool reads)
 	rdev_free(r);
 }
 
-/* Reads the recorded load issued. */
-static uint64_t df_reads(const struct rdev *rec)
+/* IOs the recorded load issued: its reads (@p reads) or its writes and flushes. */
+static uint64_t df_issued(const struct rdev *rec, bool reads)
 {
-	uint64_t n, nrd = 0;
+	uint64_t n, count = 0;
 	const struct rdev_event *ev = rdev_events(rec, &n);
 
 	for (uint64_t i = 0; i < n; i++)
-		nrd += ev[i].phase == RP_ISSUE && ev[i].kind == RK_READ;
-	return nrd;
+		count += ev[i].phase == RP_ISSUE && (ev[i].kind == RK_READ) == reads;
+	return count;
 }
 
-/* Record the recovery of @p d->img; false if it wrote nothing or failed. */
-static bool df_record(struct dfail *d, struct rdev **rec)
+/*
+ * Record the recovery of @p d->img: its writes (d->ws, d->nws) and its
+ * events (d->nev), both left empty if the load failed (I1: the main oracle
+ * reports that).
+ */
+static void df_record(struct dfail *d, struct rdev **rec)
 {
 	struct run x = { .t = d->t, .m = (struct model *)d->m };
 	int rc;
@@ -186,10 +191,9 @@ static bool df_record(struct dfail *d, struct rdev **rec)
 	run_close_dev(&x);
 	*rec = x.r;
 	if (rc != 0)
-		return false; /* I1: the main oracle reports it */
+		return;
 	d->ws = log_writes(x.r, &d->nws);
 	rdev_events(x.r, &d->nev);
-	return d->nws > 0;
 }
 
 void dfail_run(struct bs_thread *t, const struct model *m, const struct ocheck *o,
@@ -197,26 +201,23 @@ void dfail_run(struct bs_thread *t, const struct model *m, const struct ocheck *
 {
 	struct dfail d = { .t = t, .m = m, .o = *o, .img = img, .f = f };
 	struct rdev *rec = NULL;
-	uint64_t nio = 0;
 
 	d.o.sample = false;
 	f->sampled++;
-	if (df_record(&d, &rec) || d.nev > 0) {
+	df_record(&d, &rec);
+	if (d.nev > 0) {
 		/* -EIO from a read of the load: at the first, the middle, the last. */
-		uint64_t nrd = df_reads(rec);
+		uint64_t nrd = df_issued(rec, true);
 
 		for (uint64_t k = 0; nrd > 0 && k < 3; k++)
 			df_eio(&d, k == 0 ? 0 : (k == 1 ? nrd / 2 : nrd - 1), true);
 	}
 	if (d.nws > 0) {
+		uint64_t nio = df_issued(rec, false);
+
 		d.buf = ct_buf(CT_DEV_BYTES);
 		for (uint64_t c = 1; d.nws <= I12_MAX_WRITES && c <= d.nev; c++)
 			df_cut(&d, c);
-		for (uint64_t i = 0; i < d.nev; i++) {
-			const struct rdev_event *e = &rdev_events(rec, &d.nev)[i];
-
-			nio += e->phase == RP_ISSUE && e->kind != RK_READ;
-		}
 		for (uint64_t k = 0; k < nio && k < I12_EIO_MAX; k++)
 			df_eio(&d, k, false);
 		free(d.buf);

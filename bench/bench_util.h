@@ -9,7 +9,8 @@
  *  - bu_die(): one "<program>: message" line on stderr, exit status 1.
  *  - Option values: byte sizes with binary suffixes, bounded integers,
  *    seconds with an optional fraction.
- *  - bu_loop: one bs_thread driven from the calling pthread. Work is handed
+ *  - bu_loop: one bs_thread bound to and driven from the calling pthread
+ *    (bu_thread_new: bs_thread_create + bs_thread_bind). Work is handed
  *    to it as a message and the loop polls until the work reports completion
  *    through bu_loop_cpl(). Polling is what a reactor does (bu_thread_step):
  *    bs_thread_poll while there is work, a short idle spin, then
@@ -223,11 +224,27 @@ struct bu_loop {
 	int err;
 };
 
+/*
+ * A bs_thread that only the calling pthread will ever drive, bound to it
+ * (bs_thread_bind), as a reactor's is to its own: its io_uring channels get
+ * the same rings a reactor's would.
+ */
+static inline struct bs_thread *bu_thread_new(const char *name)
+{
+	struct bs_thread *t = bs_thread_create(name);
+	int rc;
+
+	if (t == NULL)
+		bu_die("bs_thread_create: %s", strerror(errno));
+	rc = bs_thread_bind(t);
+	if (rc != 0)
+		bu_die("bs_thread_bind: %s", strerror(-rc));
+	return t;
+}
+
 static inline void bu_loop_init(struct bu_loop *l, const char *name)
 {
-	l->thread = bs_thread_create(name);
-	if (l->thread == NULL)
-		bu_die("bs_thread_create: %s", strerror(errno));
+	l->thread = bu_thread_new(name);
 }
 
 /* Idle spin before sleeping: BLOBSTORE_IDLE_SPIN_US, as for a reactor. */

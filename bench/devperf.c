@@ -14,8 +14,10 @@
  *    engine, direct=1, the same file, size, block size and queue depth,
  *    norandommap and time_based; we read iops and bw_bytes from its JSON.
  *  - Ours: the same file through bs_file_dev_open() (io_uring backend, ring
- *    depth >= the case's), one bs_thread driven from main() the way a
- *    reactor runs (bu_thread_step: poll, short idle spin, bs_thread_wait). Exactly qd IOs are kept in flight:
+ *    depth >= the case's), one bs_thread bound to main() and driven the way
+ *    a reactor runs (bu_thread_step: poll, short idle spin, bs_thread_wait;
+ *    bound, so the ring and busy polling are a reactor's: see
+ *    uring_dev.c). Exactly qd IOs are kept in flight:
  *    each completion resubmits its slot. Random offsets come from splitmix64,
  *    uniform over the file in IO-size units; sequential cases walk the file
  *    and wrap. Buffers and bs_dev_io structs are allocated before timing.
@@ -595,9 +597,7 @@ static void bench_open(struct bench *b)
 {
 	check_file(b);
 	bs_log_set_level(BS_LOG_WARN);
-	b->thread = bs_thread_create("devperf");
-	if (!b->thread)
-		bu_die("bs_thread_create: %s", strerror(errno));
+	b->thread = bu_thread_new("devperf");
 	run_step(b, open_msg);
 	if (b->step_err)
 		bu_die("cannot open %s with the io_uring backend: %s", b->o.file,

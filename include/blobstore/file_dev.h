@@ -72,6 +72,13 @@ struct bs_file_dev_opts {
 	enum bs_file_backend backend;
 	bool read_only;			/* a read-only device never offers copy */
 	enum bs_file_copy copy;		/* copy offload, default AUTO */
+	/* io_uring backend, channels on a bound thread (a reactor or
+	 * bs_thread_bind()): while at least this many IOs are in flight the
+	 * channel keeps its thread polling instead of sleeping, so completions
+	 * are picked up without a wake-up (one core stays busy meanwhile).
+	 * Default 4; 0 = always sleep when idle. Unbound threads never
+	 * busy-poll: their completions arrive by wake-up either way. */
+	uint32_t busy_poll_depth;
 };
 
 /** Fill @p opts with defaults. */

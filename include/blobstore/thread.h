@@ -68,10 +68,11 @@ struct bs_thread *bs_thread_create(const char *name);
 /**
  * Start a reactor pthread that polls @p t until it has exited. The reactor
  * spins while there is work and sleeps on an eventfd when idle (waking for
- * messages and timed pollers).
+ * messages and timed pollers). A reactor is bound to its pthread (see
+ * bs_thread_bind()).
  *
- * @return 0, -EBUSY if already started or being polled, or -errno from
- *         pthread_create.
+ * @return 0, -EBUSY if already started or being polled, -EPERM if @p t is
+ *         bound to an application pthread, or -errno from pthread_create.
  */
 int bs_thread_start(struct bs_thread *t);
 
@@ -81,8 +82,10 @@ int bs_thread_start(struct bs_thread *t);
  * every due poller. Use this to drive a thread from an application loop.
  * While it runs, bs_thread_get_current() returns @p t.
  *
- * @return the amount of work done (0 when idle), or -EBUSY if the thread is
- *         a started reactor (it must not be polled by anyone else).
+ * @return the amount of work done (0 when idle), -EBUSY if the thread is
+ *         a started reactor (it must not be polled by anyone else) or is
+ *         being polled by another pthread, or -EPERM if it is bound to
+ *         another pthread (bs_thread_bind()).
  */
 int bs_thread_poll(struct bs_thread *t, uint32_t max_msgs);
 
@@ -95,10 +98,28 @@ int bs_thread_poll(struct bs_thread *t, uint32_t max_msgs);
  * nothing itself: poll again afterwards. An application loop polls while
  * there is work and then waits; a started reactor does the same.
  *
- * @return 0, or -EBUSY if the thread is a started reactor or is being
- *         polled by another pthread.
+ * @return 0, -EBUSY if the thread is a started reactor or is being
+ *         polled by another pthread, or -EPERM if it is bound to another
+ *         pthread.
  */
 int bs_thread_wait(struct bs_thread *t, uint64_t max_ns);
+
+/**
+ * Bind @p t to the calling pthread for the rest of its life: afterwards only
+ * this pthread may poll or wait on it (others get -EPERM) and it cannot be
+ * started as a reactor. Unbound, a polled thread may move between pthreads
+ * (one at a time); bound, the channels made on it afterwards may use
+ * per-pthread kernel facilities. The io_uring file device then has the
+ * kernel finish completions only when the thread asks for them, with no
+ * interrupt or wake-up per IO, and keeps the thread polling while deep IO
+ * is in flight (bs_file_dev_opts.busy_poll_depth). Channels made before the
+ * bind keep working as they are. Binding again from the same pthread is a
+ * no-op.
+ *
+ * @return 0, -EBUSY if @p t is a reactor or another pthread is polling it,
+ *         or -EPERM if it is bound to another pthread.
+ */
+int bs_thread_bind(struct bs_thread *t);
 
 /**
  * Ask @p t to exit. The thread keeps running messages, deferred work and
@@ -169,6 +190,13 @@ int bs_thread_set_waiter(bs_wait_fn fn, void *arg);
 
 /** Drop the current thread's waiter if it is @p arg's. */
 void bs_thread_clear_waiter(void *arg);
+
+/**
+ * True when the current thread is bound to the calling pthread for life (a
+ * reactor, or bs_thread_bind()): a device may then tie per-channel kernel
+ * state to this pthread. False off a bs_thread.
+ */
+bool bs_thread_is_bound(void);
 
 /**
  * The current thread's wake-up eventfd, or -1 when not on a bs_thread. A

@@ -31,6 +31,8 @@
 #include "util/log_int.h"
 
 #define FILEDEV_DEFAULT_QD	128
+/* See bs_file_dev_opts.busy_poll_depth and uring_dev.c. */
+#define FILEDEV_DEFAULT_BUSY_POLL_DEPTH	4
 #define FILEDEV_MAX_QD		4096
 #define FILEDEV_FILE_BLOCK	4096
 #define FILEDEV_MIN_BLOCK	512
@@ -48,6 +50,7 @@ struct filedev_cfg {
 	enum bs_file_backend backend;
 	bool read_only;
 	enum bs_file_copy copy;
+	uint32_t busy_poll_depth;
 };
 
 /* What the open descriptor told us. */
@@ -65,6 +68,7 @@ void bs_file_dev_opts_init(struct bs_file_dev_opts *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->opts_size = sizeof(*opts);
 	opts->queue_depth = FILEDEV_DEFAULT_QD;
+	opts->busy_poll_depth = FILEDEV_DEFAULT_BUSY_POLL_DEPTH;
 	opts->backend = BS_FILE_BACKEND_AUTO;
 }
 
@@ -130,6 +134,7 @@ static int filedev_cfg_init(const char *path, const struct bs_file_dev_opts *opt
 		.path = path, .block_len = o.block_len, .queue_depth = o.queue_depth,
 		.create_size = o.create_size, .min_size = o.min_size,
 		.backend = o.backend, .read_only = o.read_only, .copy = o.copy,
+		.busy_poll_depth = o.busy_poll_depth,
 	};
 	filedev_apply_env(cfg);
 	return 0;
@@ -440,6 +445,7 @@ static void filedev_fill(struct filedev *fdev, const struct filedev_cfg *cfg,
 
 	fdev->is_bdev = geo->is_bdev;
 	fdev->queue_depth = cfg->queue_depth;
+	fdev->busy_poll_depth = cfg->busy_poll_depth;
 	fdev->max_xfer = FILEDEV_MAX_XFER;
 	fdev->backend = ops;
 	fdev->ops = *ops;

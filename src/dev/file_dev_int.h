@@ -38,6 +38,7 @@ struct filedev {
 	int fd;
 	bool is_bdev;
 	uint32_t queue_depth;		/* per channel */
+	uint32_t busy_poll_depth;	/* bs_file_dev_opts.busy_poll_depth */
 	/* Longest single transfer, FILEDEV_MAX_XFER. A multiple of block_len;
 	 * unit tests lower it to drive every IO through the resume path. */
 	uint32_t max_xfer;
@@ -133,6 +134,10 @@ void filedev_destroy(struct bs_dev *dev);
 /* io_uring backend (uring_dev.c). */
 extern const struct bs_dev_ops uringdev_ops;
 uint32_t uringdev_channel_ctx_size(void);
+/* Tests: whether the channel (its ctx) has a deferred ring, and whether it
+ * holds its thread awake now. */
+bool uringdev_channel_deferred(const void *ch_ctx);
+bool uringdev_channel_held(const void *ch_ctx);
 /* Can this process set up a ring of @p entries with the opcodes we need?
  * 0 or -errno (-ENOSYS/-EPERM/-EACCES: io_uring unavailable here). */
 int uringdev_probe(uint32_t entries);

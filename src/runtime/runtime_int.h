@@ -87,6 +87,11 @@ struct bs_thread {
 	bs_wait_fn wait_fn;		/* a device's sleep (bs_thread_set_waiter) */
 	void *wait_arg;
 
+	/* Bound to one pthread for life (bs_thread_bind, or a reactor's own).
+	 * Written and read only with `polling` claimed. */
+	bool bound;
+	pthread_t bound_to;
+
 	/* Reactor mode. */
 	bool started;
 	pthread_t pthread;

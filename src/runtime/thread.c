@@ -206,17 +206,39 @@ static int thread_poll_once(struct bs_thread *t, uint32_t max_msgs)
 	return work;
 }
 
-int bs_thread_poll(struct bs_thread *t, uint32_t max_msgs)
+/*
+ * Claim @t for one poll, wait or bind on the calling pthread: -EBUSY if it is
+ * a reactor or another pthread is in it, -EPERM if it is bound to another
+ * pthread. The claim (an acquire) also orders `bound` and `bound_to`.
+ */
+static int thread_claim(struct bs_thread *t)
 {
 	bool expected = false;
-	int work;
 
 	if (t->started)
 		return -EBUSY;
 	if (!atomic_compare_exchange_strong(&t->polling, &expected, true))
 		return -EBUSY;
-	work = thread_poll_once(t, max_msgs);
+	if (t->bound && !pthread_equal(t->bound_to, pthread_self())) {
+		atomic_store_explicit(&t->polling, false, memory_order_release);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static void thread_unclaim(struct bs_thread *t)
+{
 	atomic_store_explicit(&t->polling, false, memory_order_release);
+}
+
+int bs_thread_poll(struct bs_thread *t, uint32_t max_msgs)
+{
+	int work = thread_claim(t);
+
+	if (work != 0)
+		return work;
+	work = thread_poll_once(t, max_msgs);
+	thread_unclaim(t);
 	return work;
 }
 
@@ -281,15 +303,30 @@ static void thread_sleep(struct bs_thread *t, uint64_t max_ns)
 
 int bs_thread_wait(struct bs_thread *t, uint64_t max_ns)
 {
-	bool expected = false;
+	int rc = thread_claim(t);
 
-	if (t->started)
-		return -EBUSY;
-	if (!atomic_compare_exchange_strong(&t->polling, &expected, true))
-		return -EBUSY;
+	if (rc != 0)
+		return rc;
 	thread_sleep(t, max_ns);
-	atomic_store_explicit(&t->polling, false, memory_order_release);
+	thread_unclaim(t);
 	return 0;
+}
+
+int bs_thread_bind(struct bs_thread *t)
+{
+	int rc = thread_claim(t);
+
+	if (rc != 0)
+		return rc;
+	t->bound = true;
+	t->bound_to = pthread_self();
+	thread_unclaim(t);
+	return 0;
+}
+
+bool bs_thread_is_bound(void)
+{
+	return tls_current != NULL && tls_current->bound;
 }
 
 int bs_thread_wakeup_fd(void)
@@ -345,6 +382,8 @@ static void *reactor_main(void *arg)
 	uint64_t spin_ns = reactor_spin_ns();
 	uint64_t idle_since = 0;
 
+	t->bound = true;	/* a reactor is its pthread's for life */
+	t->bound_to = pthread_self();
 	while (!atomic_load_explicit(&t->exited, memory_order_acquire)) {
 		int work = thread_poll_once(t, 0);
 
@@ -364,16 +403,19 @@ static void *reactor_main(void *arg)
 
 int bs_thread_start(struct bs_thread *t)
 {
-	bool expected = false;
-	int rc;
+	int rc = thread_claim(t);
 
-	if (t->started || !atomic_compare_exchange_strong(&t->polling, &expected, true))
-		return -EBUSY;
+	if (rc != 0)
+		return rc;
+	if (t->bound) {
+		thread_unclaim(t);	/* bound to an application pthread */
+		return -EPERM;
+	}
 	t->started = true;
 	rc = pthread_create(&t->pthread, NULL, reactor_main, t);
 	if (rc != 0) {
 		t->started = false;
-		atomic_store(&t->polling, false);
+		thread_unclaim(t);
 		LOG_ERR("thread %s: pthread_create: %s", t->name, strerror(rc));
 		return -rc;
 	}

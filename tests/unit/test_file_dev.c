@@ -10,7 +10,9 @@
  *
  * Also: the short-IO resume path (forced by a one-block transfer limit),
  * back-pressure (1000 IOs at depth 8), a polled thread handed to another
- * pthread with IO in flight, two reactors on their own channels, open
+ * pthread with IO in flight, the cases again on a bound thread (deferred
+ * io_uring ring, busy polling), which ring a channel gets, two reactors on
+ * their own channels, open
  * errors (each exactly one error line), backend choice by options, by
  * BLOBSTORE_IO and by fallback when io_uring is forbidden (a seccomp filter
  * in a child process), and a raw loop block device set up by the test
@@ -24,6 +26,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <liburing.h>
 #include <linux/filter.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
@@ -214,6 +217,7 @@ struct fx_param {
 	enum bs_file_backend backend;
 	uint32_t block_len;
 	enum bs_file_copy copy;
+	bool bound;		/* bs_thread_bind the fixture's thread */
 };
 
 static const struct fx_param p_uring_512 = { BS_FILE_BACKEND_URING, 512 };
@@ -224,6 +228,10 @@ static const struct fx_param p_uring_512_copy = { BS_FILE_BACKEND_URING, 512, BS
 static const struct fx_param p_uring_4k_copy = { BS_FILE_BACKEND_URING, 4096, BS_FILE_COPY_ON };
 static const struct fx_param p_psync_512_copy = { BS_FILE_BACKEND_PSYNC, 512, BS_FILE_COPY_ON };
 static const struct fx_param p_psync_4k_copy = { BS_FILE_BACKEND_PSYNC, 4096, BS_FILE_COPY_ON };
+/* Bound thread: a deferred ring that busy-polls from FX_BUSY_DEPTH in flight. */
+static const struct fx_param p_uring_512_bound = { BS_FILE_BACKEND_URING, 512, .bound = true };
+static const struct fx_param p_uring_4k_bound = { BS_FILE_BACKEND_URING, 4096, .bound = true };
+#define FX_BUSY_DEPTH 2
 
 struct fx {
 	const struct fx_param *p;
@@ -273,6 +281,7 @@ static int fx_setup(void **state)
 	o.create_size = FX_BYTES;
 	o.backend = p->backend;
 	o.copy = p->copy;
+	o.busy_poll_depth = FX_BUSY_DEPTH;
 	assert_int_equal(bs_file_dev_open(fx->path, &o, &fx->dev), 0);
 	assert_string_equal(bs_file_dev_backend(fx->dev),
 			    p->backend == BS_FILE_BACKEND_URING ? "io_uring" : "psync");
@@ -280,6 +289,8 @@ static int fx_setup(void **state)
 	assert_true(fx->raw_fd >= 0);
 	fx->t = bs_thread_create("fx");
 	assert_non_null(fx->t);
+	if (p->bound)
+		assert_int_equal(bs_thread_bind(fx->t), 0);
 	th_run_on(fx->t, fx_get_channel, fx);
 	assert_non_null(fx->ch);
 	return 0;
@@ -538,14 +549,21 @@ struct qd_state {
 	struct fx_io *ios;
 	uint8_t *bufs;
 	enum bs_io_type type;
+	int n;			/* IOs to submit: QD_IOS if 0 */
 	int inline_done;
+	bool held;		/* test_ring_kind: the channel held its thread */
 };
+
+static int qd_n(const struct qd_state *s)
+{
+	return s->n ? s->n : QD_IOS;
+}
 
 static void qd_submit_all(void *arg)
 {
 	struct qd_state *s = arg;
 
-	for (int i = 0; i < QD_IOS; i++) {
+	for (int i = 0; i < qd_n(s); i++) {
 		struct fx_io *x = &s->ios[i];
 
 		*x = (struct fx_io){ .ch = s->fx->ch, .type = s->type,
@@ -561,27 +579,33 @@ static int qd_count_done(const struct qd_state *s, int *errors)
 	int done = 0;
 
 	*errors = 0;
-	for (int i = 0; i < QD_IOS; i++) {
+	for (int i = 0; i < qd_n(s); i++) {
 		done += s->ios[i].cpl.calls;
 		*errors += s->ios[i].cpl.done && s->ios[i].cpl.err != 0;
 	}
 	return done;
 }
 
-static void qd_run(struct qd_state *s)
+/* Poll until every submitted IO has completed, once and without error. */
+static void qd_finish(struct qd_state *s)
 {
 	int done = 0, errors = 0;
 
-	s->inline_done = 0;
-	th_run_on(s->fx->t, qd_submit_all, s);
 	assert_int_equal(s->inline_done, 0);
-	for (long polls = 0; polls < 50000000 && done < QD_IOS; polls++) {
+	for (long polls = 0; polls < 50000000 && done < qd_n(s); polls++) {
 		bs_thread_poll(s->fx->t, 0);
 		done = qd_count_done(s, &errors);
 	}
 	th_poll_idle(s->fx->t);
-	assert_int_equal(qd_count_done(s, &errors), QD_IOS);
+	assert_int_equal(qd_count_done(s, &errors), qd_n(s));
 	assert_int_equal(errors, 0);
+}
+
+static void qd_run(struct qd_state *s)
+{
+	s->inline_done = 0;
+	th_run_on(s->fx->t, qd_submit_all, s);
+	qd_finish(s);
 }
 
 static void test_queue_depth_backpressure(void **state)
@@ -856,6 +880,58 @@ static void test_poll_handoff(void **state)
 	assert_memory_equal(h.buf, expect, FX_BYTES);
 	free(h.buf);
 	free(expect);
+}
+
+/*
+ * The ring a channel gets: deferred (DEFER_TASKRUN, busy polling) only on a
+ * bound thread, and only where the kernel has it; a deferred waiter holds
+ * its thread awake exactly while FX_BUSY_DEPTH or more IOs are in flight.
+ */
+static bool kernel_has_defer_taskrun(void)
+{
+	struct io_uring ring;
+	int rc = io_uring_queue_init(4, &ring, IORING_SETUP_SINGLE_ISSUER |
+					       IORING_SETUP_DEFER_TASKRUN);
+
+	if (rc == 0)
+		io_uring_queue_exit(&ring);
+	return rc == 0;
+}
+
+/* Submit, and note whether the channel now holds its thread (before any
+ * poller could reap a completion). */
+static void ring_kind_submit(void *arg)
+{
+	struct qd_state *s = arg;
+
+	qd_submit_all(s);
+	s->held = uringdev_channel_held(bs_io_channel_get_ctx(s->fx->ch));
+}
+
+static void test_ring_kind(void **state)
+{
+	struct fx *fx = fx_get(state);
+	void *ctx = bs_io_channel_get_ctx(fx->ch);
+	struct qd_state s = { .fx = fx };
+	bool deferred = fx->p->bound && kernel_has_defer_taskrun();
+
+	assert_int_equal(uringdev_channel_deferred(ctx), deferred);
+	s.ios = calloc(FX_BUSY_DEPTH, sizeof(*s.ios));
+	s.bufs = xalloc((size_t)FX_BUSY_DEPTH * fx->bl);
+	s.type = BS_IO_READ;
+	/* One IO: below the depth, nobody holds the thread. */
+	s.n = 1;
+	th_run_on(fx->t, ring_kind_submit, &s);
+	assert_false(s.held);
+	qd_finish(&s);
+	/* FX_BUSY_DEPTH at once: a deferred ring busy-polls until they are done. */
+	s.n = FX_BUSY_DEPTH;
+	th_run_on(fx->t, ring_kind_submit, &s);
+	assert_int_equal(s.held, deferred);
+	qd_finish(&s);
+	assert_false(uringdev_channel_held(ctx));
+	free(s.bufs);
+	free(s.ios);
 }
 
 /* ------------------------------------------------------------------------
@@ -1643,7 +1719,8 @@ static void test_iov_cursor(void **state)
 #define FX_TEST(fn, p) \
 	{ #fn "/" #p, fn, fx_setup, fx_teardown, (void *)&(p) }
 #define FX_TESTS(fn) FX_TEST(fn, p_uring_512), FX_TEST(fn, p_uring_4k), \
-		     FX_TEST(fn, p_psync_512), FX_TEST(fn, p_psync_4k)
+		     FX_TEST(fn, p_psync_512), FX_TEST(fn, p_psync_4k), \
+		     FX_TEST(fn, p_uring_512_bound), FX_TEST(fn, p_uring_4k_bound)
 #define FX_COPY_TESTS(fn) FX_TEST(fn, p_uring_512_copy), FX_TEST(fn, p_uring_4k_copy), \
 			  FX_TEST(fn, p_psync_512_copy), FX_TEST(fn, p_psync_4k_copy)
 #define BE_TEST(fn, p) { #fn "/" #p, fn, NULL, NULL, (void *)&(p) }
@@ -1663,6 +1740,8 @@ int main(void)
 		FX_TESTS(test_write_zeroes_file_large),
 		FX_TESTS(test_bad_io),
 		FX_TESTS(test_read_past_eof_eio),
+		FX_TEST(test_ring_kind, p_uring_4k),
+		FX_TEST(test_ring_kind, p_uring_4k_bound),
 		FX_TEST(test_poll_handoff, p_uring_4k),
 		FX_TEST(test_poll_handoff, p_psync_4k),
 		BE_TESTS(test_two_reactors),

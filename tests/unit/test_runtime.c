@@ -1,7 +1,8 @@
 /*
  * Runtime suite: message ordering and deferral, cross-thread messages,
- * pollers, IO channel lifetimes, reactor sleep/wake, and orderly shutdown
- * with work in flight.
+ * pollers, IO channel lifetimes, reactor sleep/wake, binding a thread to
+ * a pthread (bs_thread_bind, reactors), and orderly shutdown with work in
+ * flight.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -123,6 +124,65 @@ static void test_current_and_misuse(void **state)
 	assert_int_equal(errno, EPERM);
 	assert_int_equal(bs_thread_destroy(t), -EBUSY); /* not asked to exit */
 	assert_string_equal(bs_thread_get_name(t), "t0");
+	th_thread_finish(t);
+}
+
+/* ---- binding a thread to a pthread ---- */
+
+static void note_bound(void *ctx)
+{
+	atomic_store((atomic_int *)ctx, bs_thread_is_bound() ? 1 : 0);
+}
+
+/* From another pthread: polling, waiting on or binding a bound thread. */
+struct bind_probe {
+	struct bs_thread *t;
+	int poll_rc, wait_rc, bind_rc;
+};
+
+static void *bind_probe_main(void *arg)
+{
+	struct bind_probe *b = arg;
+
+	b->poll_rc = bs_thread_poll(b->t, 0);
+	b->wait_rc = bs_thread_wait(b->t, 1000);
+	b->bind_rc = bs_thread_bind(b->t);
+	return NULL;
+}
+
+static void test_bind(void **state)
+{
+	struct bs_thread *t = bs_thread_create("bound");
+	struct bs_thread *r = bs_thread_create("reactor");
+	struct bind_probe probe = { .t = t };
+	atomic_int seen = -1;
+	pthread_t pt;
+
+	assert_false(bs_thread_is_bound());	/* not on a thread */
+	th_run_on(t, note_bound, &seen);
+	assert_int_equal(atomic_load(&seen), 0);	/* polled, unbound */
+	assert_int_equal(bs_thread_bind(t), 0);
+	assert_int_equal(bs_thread_bind(t), 0);	/* again: no-op */
+	th_run_on(t, note_bound, &seen);
+	assert_int_equal(atomic_load(&seen), 1);
+	assert_int_equal(pthread_create(&pt, NULL, bind_probe_main, &probe), 0);
+	assert_int_equal(pthread_join(pt, NULL), 0);
+	assert_int_equal(probe.poll_rc, -EPERM);
+	assert_int_equal(probe.wait_rc, -EPERM);
+	assert_int_equal(probe.bind_rc, -EPERM);
+	assert_int_equal(bs_thread_start(t), -EPERM);	/* a reactor is another pthread */
+	assert_true(bs_thread_poll(t, 0) >= 0);	/* still ours */
+
+	/* A reactor is bound to its own pthread; nobody else can bind it. */
+	atomic_store(&seen, -1);
+	assert_int_equal(bs_thread_start(r), 0);
+	assert_int_equal(bs_thread_bind(r), -EBUSY);
+	assert_int_equal(bs_thread_send_msg(r, note_bound, &seen), 0);
+	for (int i = 0; i < 10000 && atomic_load(&seen) < 0; i++)
+		usleep(100);
+	assert_int_equal(atomic_load(&seen), 1);
+	bs_thread_exit(r);
+	assert_int_equal(bs_thread_destroy(r), 0);
 	th_thread_finish(t);
 }
 
@@ -620,6 +680,7 @@ int main(void)
 		cmocka_unit_test(test_msg_order_and_never_inline),
 		cmocka_unit_test(test_defer),
 		cmocka_unit_test(test_current_and_misuse),
+		cmocka_unit_test(test_bind),
 		cmocka_unit_test(test_cross_thread_msgs),
 		cmocka_unit_test(test_reactor_sleeps_and_wakes),
 		cmocka_unit_test(test_pollers),

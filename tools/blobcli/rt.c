@@ -11,10 +11,20 @@
 
 volatile sig_atomic_t cli_interrupted;
 
+/* Only this pthread ever drives the thread: bind it (deferred io_uring rings). */
 int rt_start(struct cli *c)
 {
+	int rc;
+
 	c->thread = bs_thread_create("blobcli");
-	return c->thread != NULL ? 0 : -errno;
+	if (c->thread == NULL)
+		return -errno;
+	rc = bs_thread_bind(c->thread);
+	if (rc != 0) {
+		bs_thread_exit(c->thread);
+		rt_stop(c);
+	}
+	return rc;
 }
 
 /* Ask the thread to exit and poll until it has (channels all put). */

@@ -20,10 +20,8 @@ int rt_start(struct cli *c)
 	if (c->thread == NULL)
 		return -errno;
 	rc = bs_thread_bind(c->thread);
-	if (rc != 0) {
-		bs_thread_exit(c->thread);
-		rt_stop(c);
-	}
+	if (rc != 0)
+		rt_stop(c);	/* asks it to exit and frees it */
 	return rc;
 }
 
